@@ -1,0 +1,346 @@
+/**
+ * The worker's configuration: read from the environment once, validated, typed.
+ *
+ * Every variable is declared in one table (`CONFIG_VARS`) with its description, default and
+ * whether it is secret. The table drives parsing, the error messages a user sees, and the README's
+ * configuration table (a unit test keeps the README in step), so the three cannot drift.
+ */
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(formatProblems(problems));
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ConfigProblem {
+  variable: string;
+  message: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+interface VarSpec<T> {
+  name: string;
+  description: string;
+  /** What a valid value looks like, shown in error messages. */
+  expected: string;
+  /** Shown in the README; `undefined` means required. */
+  defaultText?: string;
+  secret?: boolean;
+  parse(raw: string | undefined, env: Env): T;
+}
+
+/** Thrown by a parser; turned into a ConfigProblem naming the variable. */
+class Invalid extends Error {}
+
+const GROQ_DEFAULT_BASE_URL = 'https://api.groq.com';
+
+function required(raw: string | undefined): string {
+  const value = raw?.trim();
+  if (!value) throw new Invalid('is not set');
+  return value;
+}
+
+function optional(raw: string | undefined, fallback: string): string {
+  const value = raw?.trim();
+  return value ? value : fallback;
+}
+
+function url(raw: string, protocols: readonly string[]): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new Invalid(`is not a URL (got "${raw}")`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new Invalid(`has protocol "${parsed.protocol}" (got "${raw}")`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+function integer(raw: string | undefined, fallback: number, min: number, max: number): number {
+  const value = raw?.trim();
+  if (!value) return fallback;
+  if (!/^-?\d+$/.test(value)) throw new Invalid(`is not a whole number (got "${value}")`);
+  const n = Number(value);
+  if (n < min || n > max) throw new Invalid(`is out of range (got ${n})`);
+  return n;
+}
+
+function boolean(raw: string | undefined, fallback: boolean): boolean {
+  const value = raw?.trim().toLowerCase();
+  if (!value) return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new Invalid(`is not a boolean (got "${raw}")`);
+}
+
+function oneOf<T extends string>(raw: string | undefined, fallback: T, values: readonly T[]): T {
+  const value = raw?.trim();
+  if (!value) return fallback;
+  if (!(values as readonly string[]).includes(value)) throw new Invalid(`is not one of the allowed values (got "${value}")`);
+  return value as T;
+}
+
+function groqBase(env: Env): string {
+  return url(optional(env.GROQ_BASE_URL, GROQ_DEFAULT_BASE_URL), ['http:', 'https:']);
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+/** The table of every variable the worker reads. Order is the README's order. */
+export const CONFIG_VARS = {
+  livekitUrl: {
+    name: 'LIVEKIT_URL',
+    description: 'LiveKit server URL the worker registers with.',
+    expected: 'a ws://, wss://, http:// or https:// URL, e.g. wss://my-project.livekit.cloud or ws://127.0.0.1:7880',
+    parse: (raw) => url(required(raw), ['ws:', 'wss:', 'http:', 'https:']),
+  } satisfies VarSpec<string>,
+  livekitApiKey: {
+    name: 'LIVEKIT_API_KEY',
+    description: 'LiveKit API key.',
+    expected: 'the API key of your LiveKit project or server (`devkey` for `livekit-server --dev`)',
+    parse: (raw) => required(raw),
+  } satisfies VarSpec<string>,
+  livekitApiSecret: {
+    name: 'LIVEKIT_API_SECRET',
+    description: 'LiveKit API secret.',
+    expected: 'the API secret paired with LIVEKIT_API_KEY (`secret` for `livekit-server --dev`)',
+    secret: true,
+    parse: (raw) => required(raw),
+  } satisfies VarSpec<string>,
+  agentName: {
+    name: 'AGENT_NAME',
+    description: 'Agent name for explicit dispatch; the worker only joins rooms that dispatch this name.',
+    expected: 'letters, digits, "-", "_" or "." (1-64 characters)',
+    defaultText: 'warm-transfer',
+    parse: (raw) => {
+      const value = optional(raw, 'warm-transfer');
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(value)) throw new Invalid(`has characters that are not allowed (got "${value}")`);
+      return value;
+    },
+  } satisfies VarSpec<string>,
+  workerHost: {
+    name: 'WORKER_HOST',
+    description: 'Address the health server binds (GET / is health, GET /worker is JSON). Use 0.0.0.0 in a container.',
+    expected: 'an IP address such as 127.0.0.1 or 0.0.0.0',
+    defaultText: '127.0.0.1',
+    parse: (raw) => {
+      const value = optional(raw, '127.0.0.1');
+      if (!/^[0-9a-fA-F.:]+$/.test(value)) throw new Invalid(`is not an IP address (got "${value}")`);
+      return value;
+    },
+  } satisfies VarSpec<string>,
+  workerPort: {
+    name: 'WORKER_PORT',
+    description: 'Port of the health server (0 picks a free port).',
+    expected: 'a port number from 0 to 65535',
+    defaultText: '8081',
+    parse: (raw) => integer(raw, 8081, 0, 65535),
+  } satisfies VarSpec<number>,
+  workerIdleProcesses: {
+    name: 'WORKER_IDLE_PROCESSES',
+    description: 'Job processes kept warm (VAD loaded) so a call starts at once. Each costs memory.',
+    expected: 'a whole number from 0 to 32',
+    defaultText: '2',
+    parse: (raw) => integer(raw, 2, 0, 32),
+  } satisfies VarSpec<number>,
+  workerMaxJobs: {
+    name: 'WORKER_MAX_JOBS',
+    description:
+      'Calls one worker takes at most. When set, the load reported to LiveKit is active calls / this number (steady, unlike CPU on a shared host); 0 reports CPU use.',
+    expected: 'a whole number from 0 to 10000',
+    defaultText: '0',
+    parse: (raw) => integer(raw, 0, 0, 10_000),
+  } satisfies VarSpec<number>,
+  workerLoadThreshold: {
+    name: 'WORKER_LOAD_THRESHOLD',
+    description: 'CPU load (0-1) above which the worker tells LiveKit it is full and takes no new calls; `off` never does.',
+    expected: 'a number greater than 0 and at most 1, or off',
+    defaultText: '0.7',
+    parse: (raw) => {
+      const value = raw?.trim().toLowerCase();
+      if (!value) return 0.7;
+      if (value === 'off') return Number.POSITIVE_INFINITY;
+      const n = Number(value);
+      if (!Number.isFinite(n) || n <= 0 || n > 1) throw new Invalid(`is not a number in (0, 1] or off (got "${value}")`);
+      return n;
+    },
+  } satisfies VarSpec<number>,
+  groqApiKey: {
+    name: 'GROQ_API_KEY',
+    description: 'Groq API key, used for speech-to-text, the agent LLM, the handoff summary and (by default) TTS.',
+    expected: 'a Groq API key (starts with "gsk_"); create one at console.groq.com/keys',
+    secret: true,
+    parse: (raw) => required(raw),
+  } satisfies VarSpec<string>,
+  groqBaseUrl: {
+    name: 'GROQ_BASE_URL',
+    description: 'Groq API host root (the OpenAI-compatible API lives under /openai/v1).',
+    expected: 'an http:// or https:// URL without the /openai/v1 suffix',
+    defaultText: GROQ_DEFAULT_BASE_URL,
+    parse: (_raw, env) => {
+      const base = groqBase(env);
+      if (/\/openai\/v1$/.test(base)) throw new Invalid(`must be the host root, without /openai/v1 (got "${base}")`);
+      return base;
+    },
+  } satisfies VarSpec<string>,
+  llmModel: {
+    name: 'GROQ_LLM_MODEL',
+    description: 'Model the voice agent talks with (must support tool calls).',
+    expected: 'a Groq chat model id',
+    defaultText: 'openai/gpt-oss-120b',
+    parse: (raw) => optional(raw, 'openai/gpt-oss-120b'),
+  } satisfies VarSpec<string>,
+  sttModel: {
+    name: 'GROQ_STT_MODEL',
+    description: 'Speech-to-text model.',
+    expected: 'a Groq transcription model id',
+    defaultText: 'whisper-large-v3-turbo',
+    parse: (raw) => optional(raw, 'whisper-large-v3-turbo'),
+  } satisfies VarSpec<string>,
+  ttsBaseUrl: {
+    name: 'TTS_BASE_URL',
+    description: 'OpenAI-compatible speech API base URL.',
+    expected: 'an http:// or https:// URL ending in the API version path, e.g. https://api.groq.com/openai/v1',
+    defaultText: 'GROQ_BASE_URL + /openai/v1',
+    parse: (raw, env) => url(optional(raw, `${groqBase(env)}/openai/v1`), ['http:', 'https:']),
+  } satisfies VarSpec<string>,
+  ttsApiKey: {
+    name: 'TTS_API_KEY',
+    description: 'API key for the speech API.',
+    expected: 'an API key for TTS_BASE_URL',
+    defaultText: 'GROQ_API_KEY',
+    secret: true,
+    parse: (raw, env) => optional(raw, env.GROQ_API_KEY?.trim() ?? ''),
+  } satisfies VarSpec<string>,
+  ttsModel: {
+    name: 'TTS_MODEL',
+    description: 'Text-to-speech model.',
+    expected: 'a speech model id of TTS_BASE_URL',
+    defaultText: 'canopylabs/orpheus-v1-english',
+    parse: (raw) => optional(raw, 'canopylabs/orpheus-v1-english'),
+  } satisfies VarSpec<string>,
+  ttsVoice: {
+    name: 'TTS_VOICE',
+    description: 'Voice of the text-to-speech model.',
+    expected: 'a voice of TTS_MODEL (Orpheus English: autumn, diana, hannah, austin, daniel, troy)',
+    defaultText: 'autumn',
+    parse: (raw) => optional(raw, 'autumn'),
+  } satisfies VarSpec<string>,
+  textOnly: {
+    name: 'AGENT_TEXT_ONLY',
+    description: 'Talk over text (lk.chat in, lk.transcription out) instead of audio. Dispatch metadata `{"textOnly": true}` chooses it per call.',
+    expected: 'true or false',
+    defaultText: 'false',
+    parse: (raw) => boolean(raw, false),
+  } satisfies VarSpec<boolean>,
+  databaseUrl: {
+    name: 'DATABASE_URL',
+    description: 'Where transfer records go: file: (local SQLite), :memory:, or libsql:// / https:// / http:// (Turso, sqld).',
+    expected: 'file:path/to.db, :memory:, libsql://..., https://... or http://...',
+    defaultText: 'file:data/transfers.db',
+    parse: (raw) => {
+      const value = optional(raw, 'file:data/transfers.db');
+      if (value === ':memory:' || value.startsWith('file:')) return value;
+      return url(value, ['libsql:', 'https:', 'http:', 'ws:', 'wss:']);
+    },
+  } satisfies VarSpec<string>,
+  databaseAuthToken: {
+    name: 'DATABASE_AUTH_TOKEN',
+    description: 'Auth token for a remote libsql database (Turso, sqld).',
+    expected: 'a libsql auth token',
+    defaultText: '(none)',
+    secret: true,
+    parse: (raw) => raw?.trim() || undefined,
+  } satisfies VarSpec<string | undefined>,
+  logLevel: {
+    name: 'LOG_LEVEL',
+    description: 'Log level of the worker and its jobs.',
+    expected: LOG_LEVELS.join(', '),
+    defaultText: 'info',
+    parse: (raw) => oneOf(raw, 'info', LOG_LEVELS),
+  } satisfies VarSpec<(typeof LOG_LEVELS)[number]>,
+} as const;
+
+type Specs = typeof CONFIG_VARS;
+type Values = { [K in keyof Specs]: ReturnType<Specs[K]['parse']> };
+
+export interface WorkerConfig {
+  livekit: { url: string; apiKey: string; apiSecret: string };
+  agentName: string;
+  worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number };
+  groq: { apiKey: string; baseURL: string; openaiBaseURL: string; llmModel: string; sttModel: string };
+  tts: { baseURL: string; apiKey: string; model: string; voice: string };
+  textOnly: boolean;
+  database: { url: string; authToken?: string };
+  logLevel: string;
+}
+
+/**
+ * Parse the environment into a WorkerConfig. Collects every problem before throwing so a user
+ * fixes them all in one go.
+ */
+export function loadConfig(env: Env = process.env): WorkerConfig {
+  const problems: ConfigProblem[] = [];
+  const values: Partial<Record<keyof Specs, unknown>> = {};
+  for (const [key, spec] of Object.entries(CONFIG_VARS) as [keyof Specs, VarSpec<unknown>][]) {
+    try {
+      values[key] = spec.parse(env[spec.name], env);
+    } catch (err) {
+      if (!(err instanceof Invalid)) throw err;
+      // Never echo a secret's value back into a message that may be logged.
+      const message = spec.secret ? err.message.replace(/\(got .*\)$/, '').trim() : err.message;
+      problems.push({ variable: spec.name, message: `${message}; expected ${spec.expected}` });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const v = values as Values;
+  return {
+    livekit: { url: v.livekitUrl, apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
+    agentName: v.agentName,
+    worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs },
+    groq: {
+      apiKey: v.groqApiKey,
+      baseURL: v.groqBaseUrl,
+      openaiBaseURL: `${v.groqBaseUrl}/openai/v1`,
+      llmModel: v.llmModel,
+      sttModel: v.sttModel,
+    },
+    tts: { baseURL: v.ttsBaseUrl, apiKey: v.ttsApiKey, model: v.ttsModel, voice: v.ttsVoice },
+    textOnly: v.textOnly,
+    database: { url: v.databaseUrl, authToken: v.databaseAuthToken },
+    logLevel: v.logLevel,
+  };
+}
+
+function formatProblems(problems: readonly ConfigProblem[]): string {
+  const lines = problems.map((p) => `  - ${p.variable} ${p.message}`);
+  return [
+    `Configuration is not valid (${problems.length} problem${problems.length === 1 ? '' : 's'}):`,
+    ...lines,
+    'Set these in the environment or in .env.local (see .env.example and the README configuration table).',
+  ].join('\n');
+}
+
+/** The configuration table as Markdown, for the README (kept in step by a unit test). */
+export function configTableMarkdown(): string {
+  const rows = Object.values(CONFIG_VARS).map((spec: VarSpec<unknown>) => {
+    const def = spec.defaultText === undefined ? '**required**' : `\`${spec.defaultText}\``;
+    return `| \`${spec.name}\` | ${def} | ${spec.description}${spec.secret ? ' Secret: never logged.' : ''} |`;
+  });
+  return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+/** A copy of the config safe to log: secrets replaced by their presence. */
+export function redactedConfig(config: WorkerConfig): Record<string, unknown> {
+  return {
+    ...config,
+    livekit: { ...config.livekit, apiSecret: '[set]' },
+    groq: { ...config.groq, apiKey: '[set]' },
+    tts: { ...config.tts, apiKey: config.tts.apiKey ? '[set]' : '[empty]' },
+    database: { ...config.database, authToken: config.database.authToken ? '[set]' : undefined },
+  };
+}

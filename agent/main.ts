@@ -1,0 +1,45 @@
+/**
+ * The worker's entry point: `tsx agent/main.ts start` (production) or `dev`.
+ * Validates configuration before anything connects, then hands over to the agents CLI, which
+ * registers with LiveKit and forks a process per job running `agent/job.ts`.
+ */
+import { type AgentServer, ServerOptions, cli } from '@livekit/agents';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfig } from './config.js';
+import { loadEnvFiles } from './env-file.js';
+
+loadEnvFiles();
+
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`${err.message}\n`);
+  process.exit(78); // EX_CONFIG: a supervisor can tell "fix the config" from a crash.
+}
+
+cli.runApp(
+  new ServerOptions({
+    agent: fileURLToPath(new URL('./job.ts', import.meta.url)),
+    agentName: config.agentName,
+    wsURL: config.livekit.url,
+    apiKey: config.livekit.apiKey,
+    apiSecret: config.livekit.apiSecret,
+    host: config.worker.host,
+    port: config.worker.port,
+    // Set explicitly: ServerOptions computes its defaults before the CLI says start or dev.
+    numIdleProcesses: config.worker.idleProcesses,
+    loadThreshold: config.worker.loadThreshold,
+    // The server dispatches to a worker only while its reported load is under the server's target
+    // (0.7 by default). CPU use of a shared host swings with everything else running on it, so a
+    // job count is offered as a steadier measure.
+    ...(config.worker.maxJobs > 0
+      ? { loadFunc: async (server: AgentServer) => server.activeJobs.length / config.worker.maxJobs }
+      : {}),
+    // A job process imports the agent code on start; on a busy two-core host 10 s (the default) is
+    // not always enough, and a process killed mid-start costs the caller a retry.
+    initializeProcessTimeout: 30_000,
+    logLevel: config.logLevel,
+  }),
+);

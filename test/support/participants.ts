@@ -1,0 +1,128 @@
+/**
+ * Real `@livekit/rtc-node` participants for end-to-end tests: a caller that types on `lk.chat` and
+ * reads the agent's `lk.transcription`, and the server API (rooms, dispatches) around them.
+ */
+import { type RemoteParticipant, Room, RoomEvent, type TextStreamReader } from '@livekit/rtc-node';
+import { AccessToken, AgentDispatchClient, RoomServiceClient } from 'livekit-server-sdk';
+import { Inbox, eventually, nextEvent } from './wait.js';
+
+export interface ServerInfo {
+  url: string;
+  httpUrl: string;
+  apiKey: string;
+  apiSecret: string;
+}
+
+export interface TextMessage {
+  topic: string;
+  from: string;
+  text: string;
+  attributes: Record<string, string>;
+  at: number;
+}
+
+export interface JoinOptions {
+  name?: string;
+  kind?: 'standard' | 'sip' | 'agent';
+  attributes?: Record<string, string>;
+  metadata?: string;
+  /** Topics whose text streams are collected into `texts`. */
+  topics?: string[];
+}
+
+export async function mintToken(
+  server: ServerInfo,
+  room: string,
+  identity: string,
+  opts: Pick<JoinOptions, 'name' | 'kind' | 'attributes' | 'metadata'> = {},
+): Promise<string> {
+  const token = new AccessToken(server.apiKey, server.apiSecret, {
+    identity,
+    name: opts.name,
+    metadata: opts.metadata,
+    attributes: opts.attributes,
+    ttl: '10m',
+  });
+  token.addGrant({ room, roomJoin: true, canPublish: true, canSubscribe: true, canPublishData: true });
+  if (opts.kind) token.kind = opts.kind;
+  return token.toJwt();
+}
+
+export class TestParticipant {
+  readonly room = new Room();
+  readonly texts = new Inbox<TextMessage>();
+  readonly joined = new Inbox<string>();
+  readonly left = new Inbox<string>();
+
+  constructor(readonly identity: string) {
+    this.room.on(RoomEvent.ParticipantConnected, (p: RemoteParticipant) => this.joined.push(p.identity));
+    this.room.on(RoomEvent.ParticipantDisconnected, (p: RemoteParticipant) => this.left.push(p.identity));
+  }
+
+  static async join(server: ServerInfo, roomName: string, identity: string, opts: JoinOptions = {}): Promise<TestParticipant> {
+    const p = new TestParticipant(identity);
+    for (const topic of opts.topics ?? ['lk.transcription', 'lk.chat']) {
+      p.room.registerTextStreamHandler(topic, (reader: TextStreamReader, info: { identity: string }) => {
+        void reader.readAll().then((text) => {
+          p.texts.push({ topic, from: info.identity, text, attributes: reader.info.attributes ?? {}, at: Date.now() });
+        });
+      });
+    }
+    const token = await mintToken(server, roomName, identity, opts);
+    await p.room.connect(server.url, token, { autoSubscribe: true, dynacast: false });
+    for (const remote of p.room.remoteParticipants.keys()) p.joined.push(remote);
+    return p;
+  }
+
+  /** Type a message to the agent, the way a chat UI does. */
+  async say(text: string): Promise<void> {
+    await this.room.localParticipant!.sendText(text, { topic: 'lk.chat' });
+  }
+
+  /** The next complete agent transcription segment (text mode: the whole reply) matching `match`. */
+  waitForAgentText(match: (text: string) => boolean, timeoutMs = 20_000, what = 'agent transcription'): Promise<TextMessage> {
+    return this.texts.waitFor((m) => m.topic === 'lk.transcription' && m.from !== this.identity && match(m.text), timeoutMs, what);
+  }
+
+  remoteIdentities(): string[] {
+    return [...this.room.remoteParticipants.keys()];
+  }
+
+  async waitForParticipant(match: (identity: string) => boolean, timeoutMs: number, what: string): Promise<string> {
+    return this.joined.waitFor((id) => match(id) && this.room.remoteParticipants.has(id), timeoutMs, what);
+  }
+
+  async leave(): Promise<void> {
+    if (this.room.isConnected) {
+      const gone = nextEvent(this.room, RoomEvent.Disconnected, { timeoutMs: 10_000, what: `${this.identity} to disconnect` }).catch(() => undefined);
+      await this.room.disconnect();
+      await gone;
+    }
+  }
+}
+
+export function serverApi(server: ServerInfo) {
+  return {
+    rooms: new RoomServiceClient(server.httpUrl, server.apiKey, server.apiSecret),
+    dispatch: new AgentDispatchClient(server.httpUrl, server.apiKey, server.apiSecret),
+  };
+}
+
+/** Identities of the agent participants (kind AGENT) in a room, as the server sees them. */
+export async function agentParticipants(server: ServerInfo, room: string): Promise<string[]> {
+  const { rooms } = serverApi(server);
+  const list = await rooms.listParticipants(room);
+  // ParticipantInfo_Kind.AGENT = 4
+  return list.filter((p) => Number(p.kind) === 4).map((p) => p.identity);
+}
+
+export async function waitForAgentIn(server: ServerInfo, room: string, timeoutMs: number): Promise<string> {
+  return eventually(async () => (await agentParticipants(server, room))[0], { timeoutMs, what: `an agent to join room ${room}` });
+}
+
+let counter = 0;
+/** A room name unique to this test run. */
+export function uniqueRoom(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
