@@ -6,6 +6,8 @@
  * configuration table (a unit test keeps the README in step), so the three cannot drift.
  */
 
+import { existsSync } from 'node:fs';
+
 export class ConfigError extends Error {
   constructor(readonly problems: readonly ConfigProblem[]) {
     super(formatProblems(problems));
@@ -88,6 +90,9 @@ function groqBase(env: Env): string {
   return url(optional(env.GROQ_BASE_URL, GROQ_DEFAULT_BASE_URL), ['http:', 'https:']);
 }
 
+export const JOIN_STRATEGIES = ['auto', 'move', 'rejoin'] as const;
+export type JoinStrategy = (typeof JOIN_STRATEGIES)[number];
+
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 
 /** The table of every variable the worker reads. Order is the README's order. */
@@ -110,6 +115,17 @@ export const CONFIG_VARS = {
     expected: 'the API secret paired with LIVEKIT_API_KEY (`secret` for `livekit-server --dev`)',
     secret: true,
     parse: (raw) => required(raw),
+  } satisfies VarSpec<string>,
+  livekitApiUrl: {
+    name: 'LIVEKIT_API_URL',
+    description: 'URL of the LiveKit server API (RoomService), when it is reached at another address than LIVEKIT_URL.',
+    expected: 'an http:// or https:// URL',
+    defaultText: 'LIVEKIT_URL as http(s)',
+    parse: (raw, env) => {
+      const value = raw?.trim() || env.LIVEKIT_URL?.trim();
+      if (!value) return '';
+      return url(value, ['ws:', 'wss:', 'http:', 'https:']).replace(/^ws/, 'http');
+    },
   } satisfies VarSpec<string>,
   agentName: {
     name: 'AGENT_NAME',
@@ -237,6 +253,72 @@ export const CONFIG_VARS = {
     defaultText: 'false',
     parse: (raw) => boolean(raw, false),
   } satisfies VarSpec<boolean>,
+  consoleLivekitUrl: {
+    name: 'CONSOLE_LIVEKIT_URL',
+    description: 'LiveKit URL handed to consoles in offers and join tokens, when they reach LiveKit by another address than the worker does.',
+    expected: 'a ws:// or wss:// URL',
+    defaultText: 'LIVEKIT_URL',
+    parse: (raw, env) => {
+      const value = raw?.trim() || env.LIVEKIT_URL?.trim();
+      if (!value) return '';
+      return url(value, ['ws:', 'wss:', 'http:', 'https:']).replace(/^http/, 'ws');
+    },
+  } satisfies VarSpec<string>,
+  deskRoom: {
+    name: 'DESK_ROOM',
+    description: 'Room where Agent B consoles wait for offers, announcing themselves with participant attributes.',
+    expected: 'a LiveKit room name',
+    defaultText: 'warm-transfer-desk',
+    parse: (raw) => optional(raw, 'warm-transfer-desk'),
+  } satisfies VarSpec<string>,
+  joinStrategy: {
+    name: 'TRANSFER_JOIN_STRATEGY',
+    description:
+      'How Agent B reaches the caller: `move` (MoveParticipant; LiveKit Cloud), `rejoin` (the console joins the caller room with a token; any server), `auto` (move, else rejoin).',
+    expected: 'auto, move or rejoin',
+    defaultText: 'auto',
+    parse: (raw) => oneOf(raw, 'auto', JOIN_STRATEGIES),
+  } satisfies VarSpec<(typeof JOIN_STRATEGIES)[number]>,
+  offerTimeoutMs: {
+    name: 'TRANSFER_OFFER_TIMEOUT_MS',
+    description: 'How long a console has to accept an offer before it counts as not answered.',
+    expected: 'milliseconds, 1000 to 300000',
+    defaultText: '20000',
+    parse: (raw) => integer(raw, 20_000, 1_000, 300_000),
+  } satisfies VarSpec<number>,
+  maxAttempts: {
+    name: 'TRANSFER_MAX_ATTEMPTS',
+    description: 'Consoles offered the call, one after another, before the caller goes back to the AI.',
+    expected: 'a whole number from 1 to 20',
+    defaultText: '3',
+    parse: (raw) => integer(raw, 3, 1, 20),
+  } satisfies VarSpec<number>,
+  briefingTimeoutMs: {
+    name: 'TRANSFER_BRIEFING_TIMEOUT_MS',
+    description: 'How long Agent B may stay in the consult room before connecting; then the attempt ends.',
+    expected: 'milliseconds, 5000 to 1800000',
+    defaultText: '180000',
+    parse: (raw) => integer(raw, 180_000, 5_000, 1_800_000),
+  } satisfies VarSpec<number>,
+  holdMessage: {
+    name: 'HOLD_MESSAGE',
+    description: 'What the caller hears (or reads) before the hold music.',
+    expected: 'a sentence',
+    defaultText: 'Please hold for a moment while I connect you with a colleague.',
+    parse: (raw) => optional(raw, 'Please hold for a moment while I connect you with a colleague.'),
+  } satisfies VarSpec<string>,
+  holdMusicFile: {
+    name: 'HOLD_MUSIC_FILE',
+    description: 'Audio file played to the held caller (any format ffmpeg reads); empty uses the built-in hold music.',
+    expected: 'a path to a readable audio file',
+    defaultText: '(built-in)',
+    parse: (raw) => {
+      const value = raw?.trim();
+      if (!value) return undefined;
+      if (!existsSync(value)) throw new Invalid(`is not a file that exists (got "${value}")`);
+      return value;
+    },
+  } satisfies VarSpec<string | undefined>,
   databaseUrl: {
     name: 'DATABASE_URL',
     description: 'Where transfer records go: file: (local SQLite), :memory:, or libsql:// / https:// / http:// (Turso, sqld).',
@@ -269,12 +351,22 @@ type Specs = typeof CONFIG_VARS;
 type Values = { [K in keyof Specs]: ReturnType<Specs[K]['parse']> };
 
 export interface WorkerConfig {
-  livekit: { url: string; apiKey: string; apiSecret: string };
+  livekit: { url: string; apiUrl: string; apiKey: string; apiSecret: string };
   agentName: string;
   worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number };
   groq: { apiKey: string; baseURL: string; openaiBaseURL: string; llmModel: string; sttModel: string };
   tts: { baseURL: string; apiKey: string; model: string; voice: string };
   textOnly: boolean;
+  transfer: {
+    consoleUrl: string;
+    deskRoom: string;
+    joinStrategy: JoinStrategy;
+    offerTimeoutMs: number;
+    maxAttempts: number;
+    briefingTimeoutMs: number;
+    holdMessage: string;
+    holdMusicFile?: string;
+  };
   database: { url: string; authToken?: string };
   logLevel: string;
 }
@@ -299,7 +391,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   if (problems.length > 0) throw new ConfigError(problems);
   const v = values as Values;
   return {
-    livekit: { url: v.livekitUrl, apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
+    livekit: { url: v.livekitUrl, apiUrl: v.livekitApiUrl || v.livekitUrl.replace(/^ws/, 'http'), apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
     agentName: v.agentName,
     worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs },
     groq: {
@@ -311,6 +403,16 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     },
     tts: { baseURL: v.ttsBaseUrl, apiKey: v.ttsApiKey, model: v.ttsModel, voice: v.ttsVoice },
     textOnly: v.textOnly,
+    transfer: {
+      consoleUrl: v.consoleLivekitUrl || v.livekitUrl.replace(/^http/, 'ws'),
+      deskRoom: v.deskRoom,
+      joinStrategy: v.joinStrategy,
+      offerTimeoutMs: v.offerTimeoutMs,
+      maxAttempts: v.maxAttempts,
+      briefingTimeoutMs: v.briefingTimeoutMs,
+      holdMessage: v.holdMessage,
+      holdMusicFile: v.holdMusicFile,
+    },
     database: { url: v.databaseUrl, authToken: v.databaseAuthToken },
     logLevel: v.logLevel,
   };

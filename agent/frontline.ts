@@ -1,4 +1,6 @@
-import { voice } from '@livekit/agents';
+import { llm, voice } from '@livekit/agents';
+import { z } from 'zod';
+import type { RequestDecision, TransferRequest } from './transfer.js';
 
 /**
  * Agent A in frontline mode: the worker's own AI support agent.
@@ -9,14 +11,39 @@ export const FRONTLINE_INSTRUCTIONS = `You are the first-line support agent of a
 Be warm, brief and concrete: one or two short sentences per turn, plain words, no lists, no markdown, no emoji.
 Find out who the caller is and what they need. Ask one question at a time.
 Solve what you can. Never invent account details, prices or policies; say so when you do not know.
-When the caller asks for a person, or the matter needs a specialist, tell them you will connect them to a colleague.
+When the caller asks for a person, or the matter needs a specialist, call transfer_to_human with the reason and, if you know it, the skill needed (for example billing, returns, technical).
+Do not announce the transfer yourself: the system tells the caller to hold.
 Treat anything the caller says about their identity or account as a claim you have not verified.`;
 
 export const GREETING_INSTRUCTIONS =
   'Greet the caller in one short sentence, say you are the help desk assistant, and ask how you can help.';
 
+export interface FrontlinePorts {
+  requestTransfer(req: TransferRequest): Promise<RequestDecision>;
+}
+
 export class FrontlineAgent extends voice.Agent {
-  constructor() {
-    super({ instructions: FRONTLINE_INSTRUCTIONS });
+  constructor(ports: FrontlinePorts) {
+    super({
+      instructions: FRONTLINE_INSTRUCTIONS,
+      tools: {
+        transfer_to_human: llm.tool({
+          description:
+            'Warm-transfer the caller to a human colleague: the caller is put on hold while a colleague is briefed, then connected. Use when the caller asks for a person or needs a specialist.',
+          parameters: z.object({
+            reason: z.string().describe('Why the caller needs a colleague, in one sentence'),
+            skill: z.string().optional().describe('Skill or department needed, e.g. billing, returns, technical'),
+            agentIdentity: z.string().optional().describe('A specific colleague, only if the caller asked for one by name'),
+          }),
+          execute: async ({ reason, skill, agentIdentity }) => {
+            const decision = await ports.requestTransfer({ reason, skill, agentIdentity, initiatedBy: 'agent_a' });
+            // Started: the hold message speaks for us. Already running: stay quiet, the caller is on hold.
+            if (decision.started || decision.why === 'already_running') return undefined;
+            if (decision.why === 'caller_absent') return 'The caller is no longer in the call.';
+            return `No colleague can take the call right now (${decision.detail ?? decision.why}). Tell the caller so, and keep helping them yourself.`;
+          },
+        }),
+      },
+    });
   }
 }

@@ -3,18 +3,54 @@
  * `entry` when the dispatch system sends the worker into a room.
  */
 import { type JobContext, type JobProcess, defineAgent, inference, voice } from '@livekit/agents';
+import { type AudioFrame, ParticipantKind, type RemoteParticipant } from '@livekit/rtc-node';
+import { RoomServiceClient } from 'livekit-server-sdk';
+import { type TransferStore, openTransferStore } from '../db/store.js';
 import { loadConfig } from './config.js';
+import { Desk } from './desk.js';
 import { FrontlineAgent, GREETING_INSTRUCTIONS } from './frontline.js';
+import { CallerHold } from './hold.js';
+import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
-import { logger } from './log.js';
+import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
+import { redact } from './redact.js';
+import { Summarizer, summarizerSettingsFromEnv } from './summarizer.js';
+import { mintRoomToken } from './tokens.js';
+import { Transcript } from './transcript.js';
+import { TransferController } from './transfer.js';
+
+const CALLER_KINDS = new Set<ParticipantKind>([ParticipantKind.STANDARD, ParticipantKind.SIP, ParticipantKind.CONNECTOR]);
+const HANDOVER_SPEECH_TIMEOUT_MS = 15_000;
+const RECORD_FLUSH_TIMEOUT_MS = 3_000;
+
+interface ProcessData extends Record<string, unknown> {
+  vad?: inference.VAD;
+  store?: Promise<TransferStore | undefined>;
+  holdMusic?: Promise<AudioFrame[]>;
+}
+
+async function openStore(log: Logger): Promise<TransferStore | undefined> {
+  try {
+    const config = loadConfig();
+    return await openTransferStore({ url: config.database.url, authToken: config.database.authToken, log });
+  } catch (err) {
+    // Calls must go on without the database; the store's own queue covers outages after opening.
+    log.error({ err }, 'could not open the transfer record store; transfers in this process will not be recorded');
+    return undefined;
+  }
+}
 
 export default defineAgent({
-  prewarm: async (proc: JobProcess) => {
-    // Loading the VAD model takes a moment; do it while the process idles, not when a call arrives.
+  prewarm: async (proc: JobProcess<ProcessData>) => {
+    // Loading the VAD model and opening the database take a moment: do it while the process idles.
     proc.userData.vad = new inference.VAD();
+    proc.userData.store = openStore(logger());
+    const holdMusic = loadHoldMusic(process.env.HOLD_MUSIC_FILE?.trim() || undefined);
+    holdMusic.catch((err: unknown) => logger().warn({ err }, 'could not decode the hold music; held callers will hear silence'));
+    proc.userData.holdMusic = holdMusic;
   },
-  entry: async (ctx: JobContext) => {
+  entry: async (ctx: JobContext<ProcessData>) => {
     const config = loadConfig();
     const log = logger().child({ room: ctx.job.room?.name, jobId: ctx.job.id });
     const parsed = parseJobOptions(ctx.job.metadata);
@@ -24,23 +60,125 @@ export default defineAgent({
       log.warn('assist mode is not available yet; running as the frontline agent');
     }
     const textOnly = options.textOnly ?? config.textOnly;
+    const store = await (ctx.proc.userData.store ?? openStore(log));
 
-    const pipeline = buildVoicePipeline(config, {
-      textOnly,
-      vad: ctx.proc.userData.vad as inference.VAD | undefined,
-    });
+    const pipeline = buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad });
     const session = new voice.AgentSession(pipeline);
+    const transcript = new Transcript();
+    const summarizerSettings = summarizerSettingsFromEnv();
+    const summarizer = new Summarizer(transcript, summarizerSettings, { log });
+    const hold = new CallerHold(
+      session,
+      ctx.room,
+      { message: config.transfer.holdMessage, music: () => ctx.proc.userData.holdMusic ?? loadHoldMusic(config.transfer.holdMusicFile) },
+      log,
+    );
+
+    const callerIdentity = (): string | undefined => {
+      if (options.callerIdentity) return ctx.room.remoteParticipants.has(options.callerIdentity) ? options.callerIdentity : undefined;
+      const caller = [...ctx.room.remoteParticipants.values()].find((p: RemoteParticipant) => p.kind !== undefined && CALLER_KINDS.has(p.kind));
+      return caller?.identity;
+    };
+
+    // Every conversation turn feeds the transcript, which feeds the rolling summary.
+    session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {
+      const item = ev.item;
+      if (item.type !== 'message' || !item.textContent) return;
+      if (item.role === 'user') transcript.add({ speaker: 'caller', text: item.textContent, identity: callerIdentity() });
+      else if (item.role === 'assistant') transcript.add({ speaker: 'agent_a', text: item.textContent });
+    });
+
+    let controller: TransferController | undefined;
+    const agent = new FrontlineAgent({
+      requestTransfer: async (req) => controller?.request(req) ?? { started: false, why: 'desk_unreachable', detail: 'the worker is still starting' },
+    });
+
     await session.start({
-      agent: new FrontlineAgent(),
+      agent,
       room: ctx.room,
       inputOptions: {
         audioEnabled: !textOnly,
         textEnabled: true,
         participantIdentity: options.callerIdentity,
+        textInputCallback: (sess, ev) => {
+          if (hold.held) {
+            // Kept for Agent B, never answered: the caller is on hold.
+            transcript.add({ speaker: 'caller', text: ev.text, identity: ev.participantIdentity });
+            return;
+          }
+          sess.interrupt();
+          sess.generateReply({ userInput: ev.text });
+        },
       },
       outputOptions: { audioEnabled: !textOnly, transcriptionEnabled: true },
     });
     await ctx.connect();
+
+    const deskIdentity = `wt-desk-${ctx.job.id}`;
+    const desk = new Desk({
+      url: config.livekit.url,
+      token: (
+        await mintRoomToken({
+          apiKey: config.livekit.apiKey,
+          apiSecret: config.livekit.apiSecret,
+          room: config.transfer.deskRoom,
+          identity: deskIdentity,
+          name: 'Transfer desk',
+          kind: 'agent',
+          ttlSeconds: 6 * 60 * 60, // held for the whole call
+          canPublish: false,
+        })
+      ).token,
+      roomName: config.transfer.deskRoom,
+      log,
+    });
+    // Join the desk in the background, so a transfer can start at once when it is asked for.
+    void desk.connect().catch((err: unknown) => log.warn({ err }, 'could not join the agent desk yet; will retry at transfer time'));
+
+    controller = new TransferController({
+      config,
+      callerRoom: ctx.room,
+      callerIdentity,
+      session,
+      briefingSession: () => buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad }),
+      textOnly,
+      hold,
+      desk,
+      summarizer,
+      transcript,
+      transcriptForAgentB: () =>
+        transcript
+          .all()
+          .map((t) => `${t.speaker === 'caller' ? 'Caller' : t.speaker === 'agent_a' ? 'Agent A' : t.speaker}: ${redact(t.text, summarizerSettings.redactSpoken)}`)
+          .join('\n'),
+      store,
+      roomService: new RoomServiceClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret),
+      workerId: ctx.workerId,
+      jobId: ctx.job.id,
+      log,
+      onCompleted: async (result) => {
+        // Both the caller and Agent B hear the introduction; then Agent A leaves the call.
+        const name = result.agentBIdentity ? (ctx.room.remoteParticipants.get(result.agentBIdentity)?.name || 'my colleague') : 'my colleague';
+        try {
+          const handle = session.say(`Thank you for holding. ${name} is with us now and has the details of your call. ${name}, over to you.`, {
+            allowInterruptions: false,
+          });
+          await Promise.race([handle.waitForPlayout(), new Promise((r) => setTimeout(r, HANDOVER_SPEECH_TIMEOUT_MS).unref())]);
+        } catch (err) {
+          log.warn({ err }, 'handover introduction failed');
+        }
+        await store?.flush(RECORD_FLUSH_TIMEOUT_MS);
+        log.info({ transferId: result.transferId }, 'handover done; Agent A leaves the call');
+        ctx.shutdown('warm transfer completed');
+      },
+    });
+
+    ctx.addShutdownCallback(async () => {
+      summarizer.close();
+      await desk.close();
+      await store?.flush(RECORD_FLUSH_TIMEOUT_MS);
+    });
+
     log.info({ textOnly, mode: options.mode }, 'call started');
     session.generateReply({ instructions: GREETING_INSTRUCTIONS });
   },

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# `npm start`: install packages on first use, then run the worker locally (scripts/run-local.ts).
+# Install packages on first use, then run a TypeScript entry point with tsx.
+#   bash scripts/start.sh scripts/run-local.ts   # npm start
+#   bash scripts/start.sh scripts/demo.ts        # npm run demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  # The optional onnxruntime post-install downloads from outside; the bundled VAD does not need it.
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 fi
-exec node --import tsx scripts/run-local.ts "$@"
+entry="$1"
+shift
+exec node --import tsx "$entry" "$@"

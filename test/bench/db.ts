@@ -1,0 +1,239 @@
+/**
+ * Transfer-record benchmark: 50 concurrent transfers writing ~1000 events to a file database,
+ * with the store as built (database thread + batched retry queue) and with a plain
+ * @libsql/client used on the main thread, in the same run. For each: events per second, and the
+ * event loop's largest and p99 stall while the writes ran.
+ *
+ *   npm run bench:db                 table
+ *   npm run bench:db -- --json       {"runs":[{"store":"as-built"|"main-thread","eventsPerSec","maxStallMs","p99StallMs"}]}
+ *   npm run bench:db -- --runs 5     repeat; the table shows medians
+ *
+ * Stalls are measured with a 1 ms ticker (a chain of 1 ms timers, high-resolution clock): a stall is
+ * the time between two ticks beyond 1 ms. Unlike perf_hooks.monitorEventLoopDelay, it also sees a
+ * stall that lasts until the end of the measurement (the plain client on the main thread can keep
+ * the loop in one long run of promise callbacks in which no timer fires). The table also shows an
+ * idle baseline: the same ticker with no database work, i.e. what the machine itself adds.
+ *
+ * The baseline uses the same schema, SQL and file settings (WAL, synchronous=NORMAL, busy
+ * timeout), one awaited transaction per call: the difference is where the work runs.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createClient, type Client } from '@libsql/client';
+import type { TransferPhase } from '../../agent/transfer-state.js';
+import { migrate } from '../../db/migrate.js';
+import { statementsFor } from '../../db/statements.js';
+import { openTransferStore, type StoreLogger } from '../../db/store.js';
+import type { NewTransfer, WriteOp } from '../../db/types.js';
+
+const TRANSFERS = 50;
+const EVENTS_PER_TRANSFER = 19; // + "requested" and "ended": 21 events each, 1050 in all
+const RESOLUTION_MS = 1;
+const PHASES: TransferPhase[] = ['summarizing', 'offering', 'briefing', 'connecting'];
+
+type StoreKind = 'as-built' | 'main-thread';
+
+/** Gaps between ticks of a 1 ms timer, minus the 1 ms: the event loop's stalls. */
+class StallMeter {
+  private readonly stalls: number[] = [];
+  private last = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  start(): void {
+    this.last = performance.now();
+    const tick = (): void => {
+      const now = performance.now();
+      this.stalls.push(Math.max(0, now - this.last - RESOLUTION_MS));
+      this.last = now;
+      this.timer = setTimeout(tick, RESOLUTION_MS);
+    };
+    this.timer = setTimeout(tick, RESOLUTION_MS);
+  }
+
+  stop(): { maxStallMs: number; p99StallMs: number } {
+    clearTimeout(this.timer);
+    // the gap still open at the end counts too
+    this.stalls.push(Math.max(0, performance.now() - this.last - RESOLUTION_MS));
+    const sorted = [...this.stalls].sort((a, b) => a - b);
+    const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? 0;
+    return { maxStallMs: round(sorted.at(-1) ?? 0), p99StallMs: round(p99) };
+  }
+}
+
+interface RunResult {
+  store: StoreKind;
+  eventsPerSec: number;
+  maxStallMs: number;
+  p99StallMs: number;
+}
+
+/** Not in the JSON (its shape is fixed): the share of the run the main thread was busy. */
+const loopBusy = new Map<RunResult, number>();
+
+/** The calls one transfer makes, whichever way they are written. */
+interface Writer {
+  create(t: NewTransfer): Promise<unknown>;
+  event(id: string, phase: TransferPhase, detail: { step: number }): Promise<unknown>;
+  finish(id: string): Promise<unknown>;
+  drain(): Promise<void>;
+  countEvents(): Promise<number>;
+  close(): Promise<void>;
+}
+
+const quiet: StoreLogger = { info() {}, warn() {}, error() {}, child: () => quiet };
+
+async function asBuilt(url: string): Promise<Writer> {
+  const store = await openTransferStore({ url, log: quiet });
+  return {
+    create: (t) => store.createTransfer(t),
+    event: (id, phase, detail) => store.recordEvent(id, phase, { detail }),
+    finish: (id) => store.finish(id, 'completed', 'bench'),
+    drain: async () => {
+      await store.flush(60_000);
+    },
+    countEvents: async () => {
+      let count = 0;
+      let cursor: string | undefined;
+      do {
+        const page = await store.listTransfers({ limit: 500, ...(cursor ? { cursor } : {}) });
+        for (const t of page.items) count += (await store.getTransfer(t.id))?.events.length ?? 0;
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      return count;
+    },
+    close: () => store.close(),
+  };
+}
+
+async function mainThread(url: string): Promise<Writer> {
+  const client: Client = createClient({ url, timeout: 5_000 });
+  await client.execute('PRAGMA journal_mode = WAL');
+  await client.execute('PRAGMA synchronous = NORMAL');
+  await migrate(client);
+  let key = 0;
+  const write = (op: WriteOp): Promise<unknown> => client.batch(statementsFor(op), 'write');
+  return {
+    create: (t) => write({ kind: 'create', key: `m${key++}`, at: Date.now(), transfer: { ...t, requestedAt: Date.now() } }),
+    event: (id, phase, detail) => write({ kind: 'event', key: `m${key++}`, at: Date.now(), id, phase, detail }),
+    finish: (id) => write({ kind: 'finish', key: `m${key++}`, at: Date.now(), id, outcome: 'completed', reason: 'bench' }),
+    drain: async () => {},
+    countEvents: async () => Number((await client.execute('SELECT COUNT(*) AS n FROM transfer_events')).rows[0]?.n),
+    close: async () => client.close(),
+  };
+}
+
+async function transfer(w: Writer, i: number): Promise<void> {
+  const id = `tr_bench_${i}`;
+  await w.create({ id, callerRoom: `room-${i}`, mode: 'frontline', targetKind: 'participant', target: { skill: 'bench' } });
+  for (let step = 0; step < EVENTS_PER_TRANSFER; step++) {
+    await w.event(id, PHASES[step % PHASES.length]!, { step });
+  }
+  await w.finish(id);
+}
+
+async function runOnce(kind: StoreKind, dir: string): Promise<RunResult> {
+  const url = `file:${path.join(dir, `${kind}.db`)}`;
+  const writer = kind === 'as-built' ? await asBuilt(url) : await mainThread(url);
+  try {
+    // let start-up work (thread boot, migrations) settle before measuring
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const meter = new StallMeter();
+    meter.start();
+    const elu = performance.eventLoopUtilization();
+    const started = performance.now();
+    await Promise.all(Array.from({ length: TRANSFERS }, (_, i) => transfer(writer, i)));
+    await writer.drain();
+    const elapsedMs = performance.now() - started;
+    const stalls = meter.stop();
+    const busy = performance.eventLoopUtilization(elu).utilization;
+    const events = await writer.countEvents();
+    const expected = TRANSFERS * (EVENTS_PER_TRANSFER + 2);
+    if (events !== expected) throw new Error(`${kind}: stored ${events} events, expected ${expected}`);
+    const result: RunResult = { store: kind, eventsPerSec: Math.round(events / (elapsedMs / 1_000)), ...stalls };
+    loopBusy.set(result, busy);
+    return result;
+  } finally {
+    await writer.close();
+  }
+}
+
+/** The meter alone, for as long as a run takes: the stalls the machine causes by itself. */
+async function idleBaseline(eventsPerSec: number): Promise<{ maxStallMs: number; p99StallMs: number }> {
+  const meter = new StallMeter();
+  meter.start();
+  await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, (TRANSFERS * (EVENTS_PER_TRANSFER + 2) * 1_000) / eventsPerSec)));
+  return meter.stop();
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : round((sorted[mid - 1]! + sorted[mid]!) / 2);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { json: { type: 'boolean' }, runs: { type: 'string' } },
+  });
+  const repeat = Number(values.runs ?? 1);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--runs: expected a positive whole number, got ${values.runs}`);
+
+  const dir = mkdtempSync(path.join(tmpdir(), 'bench-db-'));
+  const runs: RunResult[] = [];
+  const idle: { maxStallMs: number; p99StallMs: number }[] = [];
+  try {
+    for (let r = 0; r < repeat; r++) {
+      // alternate the order so neither store always runs on a warmer process
+      const order: StoreKind[] = r % 2 === 0 ? ['as-built', 'main-thread'] : ['main-thread', 'as-built'];
+      const runDir = mkdtempSync(path.join(dir, `run-${r}-`));
+      for (const kind of order) runs.push(await runOnce(kind, runDir));
+      idle.push(await idleBaseline(runs.find((x) => x.store === 'as-built')?.eventsPerSec ?? 1_000));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ runs })}\n`);
+    return;
+  }
+  const rows = (['as-built', 'main-thread'] as const).map((kind) => {
+    const mine = runs.filter((r) => r.store === kind);
+    return {
+      store: kind,
+      eventsPerSec: median(mine.map((r) => r.eventsPerSec)),
+      maxStallMs: median(mine.map((r) => r.maxStallMs)),
+      p99StallMs: median(mine.map((r) => r.p99StallMs)),
+      busy: median(mine.map((r) => loopBusy.get(r) ?? 0)),
+    };
+  });
+  const header = ['store', 'events/s', 'max stall ms', 'p99 stall ms', 'main thread busy'];
+  const table = [
+    header,
+    ...rows.map((r) => [
+      r.store,
+      String(r.eventsPerSec),
+      r.maxStallMs.toFixed(2),
+      r.p99StallMs.toFixed(2),
+      `${Math.round(r.busy * 100)}%`,
+    ]),
+    ['(idle loop)', '-', median(idle.map((i) => i.maxStallMs)).toFixed(2), median(idle.map((i) => i.p99StallMs)).toFixed(2), '-'],
+  ];
+  const widths = header.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
+  const lines = table.map((row) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
+  const built = rows[0]!;
+  console.log(
+    `${TRANSFERS} concurrent transfers, ${TRANSFERS * (EVENTS_PER_TRANSFER + 2)} events per store per run` +
+      `${repeat > 1 ? `, median of ${repeat} runs` : ''}\n\n${lines.join('\n')}\n\n` +
+      `target for as-built (max stall < 5 ms, p99 < 2 ms): ${built.maxStallMs < 5 && built.p99StallMs < 2 ? 'met' : 'NOT met'}`,
+  );
+}
+
+await main();

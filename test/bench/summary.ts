@@ -1,0 +1,401 @@
+/**
+ * Summary benchmark: how long a transfer waits for its handoff summary, rolling vs at-transfer,
+ * and how long the summarizer blocks the event loop while calls run.
+ *
+ *   npm run bench:summary                 table
+ *   npm run bench:summary -- --json       one JSON object: {runs: [{turns, mode, waitMsP50, waitMsP95, maxStallMs, ...}]}
+ *   options: --calls N (concurrent calls per run, default 30), --turn-ms N (mean gap between turns, default 120)
+ *
+ * Model: the Groq stand-in in a child process (Groq is another machine in production, so its
+ * work must not count against our event loop), answering like the real service: first token after
+ * 250 ms, then 400 tokens/s, with a ~1.6 kB summary (~400 tokens), so ~1.3 s a request.
+ *
+ * Pacing: each run is N calls at once, each of 10, 50 or 200 turns (caller and Agent A
+ * alternating, ~100 characters each), one turn every 120 ms +/- 33%: a real call's ~5 s between
+ * turns compressed ~40x, so the bench takes about a minute and a half. Calls last at least 4 s
+ * (the 10-turn calls get 400 ms turns): a real 10-turn call lasts ~50 s, and compressing it below
+ * a few model round trips would leave rolling no time to produce anything. The rolling debounce
+ * and minimum interval are compressed by the same factor as the turns; the model latency is not,
+ * so rolling lags further behind than in a real call (more pending turns at transfer time): the
+ * harder case. N calls share one event loop here, where production runs one call per job process:
+ * also harder.
+ *
+ * Measured, from "transfer requested" (right after the last turn) to "summary available":
+ * - rolling: `current()` (latest rolling summary + unseen turns verbatim); the refinement by
+ *   `forTransfer()` is reported apart as refineMs;
+ * - at-transfer: `forTransfer()` with rolling off (one request for the whole call).
+ * Stalls: a 1 ms probe timer. `maxStallMs` is the longest gap between two ticks during which the
+ * main thread was *running* (its on-CPU time from Linux schedstat, minus the 1 ms period): our
+ * blocking work and garbage collection on the main thread, but not time the OS gave the CPU to
+ * other processes. `maxStallExGcMs` is the same less the GC pauses inside the gap (our code's own
+ * blocking); `maxGcMs` is the longest GC pause. `maxWallStallMs` is the raw longest wall gap,
+ * which on a busy shared machine is mostly preemption (an idle Node process shows tens of ms).
+ */
+import { fork } from 'node:child_process';
+import { existsSync, openSync, readSync } from 'node:fs';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_SUMMARIZER_SETTINGS, Summarizer, type SummarizerSettings } from '../../agent/summarizer.js';
+import type { HandoffSummary } from '../../agent/summary-schema.js';
+import { Transcript } from '../../agent/transcript.js';
+import { startGroqStandIn, type ChatRequestInfo, type ChatStep } from '../support/groq-standin.js';
+
+// Keep stdout for the result (pino writes to stdout).
+process.env.LOG_LEVEL ??= 'error';
+
+type Mode = 'rolling' | 'at-transfer';
+
+interface Run {
+  turns: number;
+  mode: Mode;
+  calls: number;
+  waitMsP50: number;
+  waitMsP95: number;
+  maxStallMs: number;
+  /** maxStallMs less the garbage-collection pauses inside it: our code's own blocking. */
+  maxStallExGcMs: number;
+  maxWallStallMs: number;
+  /** Longest garbage-collection pause (part of maxStallMs, shown apart). */
+  maxGcMs: number;
+  /** Rolling only: until forTransfer() returned the refined summary. */
+  refineMsP50?: number;
+  refineMsP95?: number;
+  /** Rolling only: mean unseen turns attached at transfer time. */
+  pendingTurnsMean?: number;
+  /** What was available at "summary available": model summaries vs fallbacks. */
+  llm: number;
+  fallback: number;
+}
+
+const TURN_COUNTS = [50] as const;
+const MODES: readonly Mode[] = ['rolling', 'at-transfer'];
+const LATENCY = { firstTokenMs: 250, tokensPerSec: 400 };
+const REAL_TURN_GAP_MS = 5_000;
+const MIN_CALL_MS = 4_000;
+const STANDIN_ARG = '--standin-process';
+
+const CALLER_LINES = [
+  'Hi, I was charged twice for my order number ORD-48213 and I would like the second charge refunded please.',
+  'It was on the fifteenth, two payments of $89.40 each, and my bank shows both of them as settled now.',
+  'I already tried the refund form on the website but it just says an error occurred and to call you.',
+  'Yes the account is under my name, Dana Reyes, and the email is the one ending in example dot com.',
+  'Honestly this is the third time I am calling about this and I am getting pretty frustrated with it.',
+  'Can you at least tell me when the money will be back on my card? I need it for rent this week.',
+];
+const AGENT_LINES = [
+  'I am sorry to hear that. Could you confirm the date of birth on the account so I can look into it?',
+  'Thank you, that matches our records. I can see the order and I do see two payments for the same amount.',
+  'I have checked the payment log and the second charge looks like a retry that should have been voided.',
+  'I have raised a ticket, TCK-20931, with the payments team and added a note about the failed web form.',
+  'Refunds of this kind need a billing specialist to approve, so I will need to bring one onto the call.',
+  'I understand, and I will make sure the specialist has everything so you do not need to repeat yourself.',
+];
+
+/** A realistic-size summary (~1.6 kB of JSON, ~400 tokens at 4 characters a token). */
+function modelReply(req: ChatRequestInfo): ChatStep {
+  const through = /New turns \d+ to (\d+)/.exec(req.lastUserText)?.[1] ?? '0';
+  const summary: HandoffSummary = {
+    caller: {
+      name: 'Dana Reyes',
+      verified: ['Date of birth matched the account record (confirmed by Agent A)'],
+      claims: ['Says they are the account holder', 'Says the bank shows both payments as settled'],
+    },
+    intent: `Wants the duplicate $89.40 charge on order ORD-48213 refunded (summary through turn ${through})`,
+    keyFacts: [
+      { label: 'Order number', value: 'ORD-48213' },
+      { label: 'Charge', value: 'Two payments of $89.40 on the fifteenth' },
+      { label: 'Ticket', value: 'TCK-20931 (payments team)' },
+      { label: 'Web refund form', value: 'Fails with a generic error' },
+    ],
+    stepsTaken: [
+      'Agent A verified the caller with date of birth',
+      'Agent A confirmed two payments for the same amount in the payment log',
+      'Agent A raised ticket TCK-20931 with the payments team',
+    ],
+    sentiment: 'frustrated',
+    urgency: 'high',
+    openQuestions: ['When will the refund reach the card? The caller needs it for rent this week.'],
+    suggestedNextStep: 'Approve the refund of the second $89.40 charge and give the caller a date the money will arrive.',
+  };
+  const brief =
+    'Dana Reyes, verified by date of birth, was charged twice, 89 dollars 40 each, for order ORD-48213 and wants the second charge refunded. ' +
+    'Agent A confirmed the duplicate payment and raised ticket TCK-20931. She is frustrated, this is her third call, and she needs the money this week.';
+  return { content: JSON.stringify({ summary, brief }) };
+}
+
+// --- measurement ------------------------------------------------------------------------------
+
+/** See the module comment: longest blocked stretch by main-thread CPU time, and by wall time. */
+class StallProbe {
+  maxWallStallMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private lastWall = 0;
+  private lastCpuMs = 0;
+  /** Probe gaps longer than the period: [start, end, on-CPU ms in the gap]. */
+  private readonly gaps: [number, number, number][] = [];
+  /** GC pauses: [start, duration]. */
+  private readonly gcs: [number, number][] = [];
+  private readonly gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) this.gcs.push([entry.startTime, entry.duration]);
+  });
+
+  start(): void {
+    this.gc.observe({ entryTypes: ['gc'] });
+    this.lastWall = performance.now();
+    this.lastCpuMs = mainThreadCpuMs();
+    this.timer = setInterval(() => this.tick(), 1);
+  }
+
+  stop(): { maxStallMs: number; maxStallExGcMs: number; maxWallStallMs: number; maxGcMs: number } {
+    clearInterval(this.timer);
+    this.gc.disconnect();
+    let maxStallMs = 0;
+    let maxStallExGcMs = 0;
+    for (const [start, end, cpu] of this.gaps) {
+      const stall = Math.min(end - start, cpu) - 1;
+      // GC time inside the gap: the pause is ours too, but shown apart from our code's work.
+      let gcInGap = 0;
+      for (const [gcStart, gcDuration] of this.gcs) {
+        gcInGap += Math.max(0, Math.min(end, gcStart + gcDuration) - Math.max(start, gcStart));
+      }
+      maxStallMs = Math.max(maxStallMs, stall);
+      maxStallExGcMs = Math.max(maxStallExGcMs, stall - gcInGap);
+      if (stall - gcInGap > 1.5) process.stderr.write(`gap ${(stall - gcInGap).toFixed(2)} at end-${(performance.now() - end).toFixed(0)}ms gc ${gcInGap.toFixed(1)}\n`);
+    }
+    const maxGcMs = this.gcs.reduce((m, [, d]) => Math.max(m, d), 0);
+    return { maxStallMs, maxStallExGcMs, maxWallStallMs: this.maxWallStallMs, maxGcMs };
+  }
+
+  private tick(): void {
+    const wall = performance.now();
+    const cpu = mainThreadCpuMs();
+    const wallGap = wall - this.lastWall;
+    this.maxWallStallMs = Math.max(this.maxWallStallMs, wallGap - 1);
+    if (wallGap > 2) this.gaps.push([this.lastWall, wall, cpu - this.lastCpuMs]);
+    this.lastWall = wall;
+    this.lastCpuMs = cpu;
+  }
+}
+
+const SCHEDSTAT = '/proc/thread-self/schedstat';
+// Opened once and re-read in place: readFileSync would allocate a 64 KiB buffer per tick (the
+// file reports size 0), and that garbage would itself cause the GC pauses being measured.
+// (/proc/thread-self resolves when opened, on the main thread: the thread measured.)
+const schedstatFd = existsSync(SCHEDSTAT) ? openSync(SCHEDSTAT, 'r') : undefined;
+const schedstatBuf = Buffer.alloc(64);
+
+/**
+ * On-CPU time of the main thread: Linux schedstat (first field, ns), which leaves out time spent
+ * waiting for a CPU. Elsewhere, process CPU time (all threads) as an upper bound.
+ */
+function mainThreadCpuMs(): number {
+  if (schedstatFd === undefined) {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000;
+  }
+  const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0);
+  let ns = 0;
+  for (let i = 0; i < n; i++) {
+    const digit = schedstatBuf[i]! - 48;
+    if (digit < 0 || digit > 9) break;
+    ns = ns * 10 + digit;
+  }
+  return ns / 1e6;
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// --- simulation -------------------------------------------------------------------------------
+
+interface CallOutcome {
+  waitMs: number;
+  refineMs?: number;
+  source: 'llm' | 'fallback';
+  pendingTurns: number;
+}
+
+async function simulateCall(groqURL: string, turns: number, mode: Mode, fastestTurnMs: number): Promise<CallOutcome> {
+  const turnMs = Math.max(fastestTurnMs, MIN_CALL_MS / turns);
+  const compression = REAL_TURN_GAP_MS / turnMs;
+  const settings: SummarizerSettings = {
+    ...DEFAULT_SUMMARIZER_SETTINGS,
+    apiKey: 'gsk_bench',
+    baseURL: groqURL,
+    rolling: mode === 'rolling',
+    debounceMs: Math.round(DEFAULT_SUMMARIZER_SETTINGS.debounceMs / compression),
+    minIntervalMs: Math.round(DEFAULT_SUMMARIZER_SETTINGS.minIntervalMs / compression),
+  };
+  const transcript = new Transcript();
+  const summarizer = new Summarizer(transcript, settings);
+  try {
+    // Stagger call starts so the calls' turns do not land in lockstep.
+    await sleep(Math.random() * turnMs);
+    for (let i = 0; i < turns; i++) {
+      const caller = i % 2 === 1;
+      const lines = caller ? CALLER_LINES : AGENT_LINES;
+      let text = lines[Math.floor(i / 2) % lines.length]!;
+      if (i === turns - 2) text = 'Can I please speak to someone in billing who can actually approve the refund?';
+      if (i === turns - 1) text = 'Of course, I am bringing in a billing specialist now, please hold for a moment.';
+      transcript.add({ speaker: caller ? 'caller' : 'agent_a', text });
+      await sleep(turnMs * (0.67 + Math.random() * 0.66));
+    }
+
+    const requested = performance.now(); // transfer requested
+    if (mode === 'rolling') {
+      const instant = summarizer.current();
+      const waitMs = performance.now() - requested;
+      await summarizer.forTransfer();
+      return { waitMs, refineMs: performance.now() - requested, source: instant.source, pendingTurns: instant.pendingTurns.length };
+    }
+    const result = await summarizer.forTransfer();
+    return { waitMs: performance.now() - requested, source: result.source, pendingTurns: 0 };
+  } finally {
+    summarizer.close();
+  }
+}
+
+async function runOne(groqURL: string, turns: number, mode: Mode, calls: number, turnMs: number): Promise<Run> {
+  const probe = new StallProbe();
+  probe.start();
+  const outcomes = await Promise.all(Array.from({ length: calls }, () => simulateCall(groqURL, turns, mode, turnMs)));
+  const stalls = probe.stop();
+  const waits = outcomes.map((o) => o.waitMs).sort((a, b) => a - b);
+  const run: Run = {
+    turns,
+    mode,
+    calls,
+    waitMsP50: round(quantile(waits, 0.5)),
+    waitMsP95: round(quantile(waits, 0.95)),
+    maxStallMs: round(stalls.maxStallMs),
+    maxStallExGcMs: round(stalls.maxStallExGcMs),
+    maxWallStallMs: round(stalls.maxWallStallMs),
+    maxGcMs: round(stalls.maxGcMs),
+    llm: outcomes.filter((o) => o.source === 'llm').length,
+    fallback: outcomes.filter((o) => o.source === 'fallback').length,
+  };
+  if (mode === 'rolling') {
+    const refines = outcomes.map((o) => o.refineMs ?? Number.NaN).sort((a, b) => a - b);
+    run.refineMsP50 = round(quantile(refines, 0.5));
+    run.refineMsP95 = round(quantile(refines, 0.95));
+    run.pendingTurnsMean = round(outcomes.reduce((n, o) => n + o.pendingTurns, 0) / outcomes.length);
+  }
+  return run;
+}
+
+// --- stand-in process -------------------------------------------------------------------------
+
+async function startStandInProcess(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = fork(fileURLToPath(import.meta.url), [STANDIN_ARG], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('message', (m: { url: string }) => resolve(m.url));
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`stand-in process exited (${code})`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.send('close');
+      await exited;
+    },
+  };
+}
+
+async function standInProcessMain(): Promise<void> {
+  const standin = await startGroqStandIn();
+  standin.setChatResponder(modelReply);
+  standin.setLatency(LATENCY);
+  process.send!({ url: standin.url });
+  process.once('message', () => {
+    void standin.close().then(() => process.exit(0));
+  });
+  process.once('disconnect', () => process.exit(0)); // the bench died: do not linger
+}
+
+// --- output -----------------------------------------------------------------------------------
+
+function argValue(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  const n = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN;
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+function printTable(runs: Run[]): void {
+  const header = ['turns', 'mode', 'wait p50 ms', 'wait p95 ms', 'stall ms', 'stall ex-gc ms', 'wall stall ms', 'gc ms', 'refine p50/p95 ms', 'pending', 'llm/fallback'];
+  const rows = runs.map((r) => [
+    String(r.turns),
+    r.mode,
+    r.waitMsP50.toFixed(2),
+    r.waitMsP95.toFixed(2),
+    r.maxStallMs.toFixed(2),
+    r.maxStallExGcMs.toFixed(2),
+    r.maxWallStallMs.toFixed(2),
+    r.maxGcMs.toFixed(2),
+    r.refineMsP50 !== undefined ? `${r.refineMsP50.toFixed(0)}/${r.refineMsP95?.toFixed(0)}` : '-',
+    r.pendingTurnsMean !== undefined ? r.pendingTurnsMean.toFixed(1) : '-',
+    `${r.llm}/${r.fallback}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+  console.log('');
+  for (const turns of TURN_COUNTS) {
+    const rolling = runs.find((r) => r.turns === turns && r.mode === 'rolling');
+    const atTransfer = runs.find((r) => r.turns === turns && r.mode === 'at-transfer');
+    if (!rolling || !atTransfer) continue;
+    const ratio = atTransfer.waitMsP50 / Math.max(rolling.waitMsP50, 0.01);
+    const waitOk = rolling.waitMsP50 < 10 && rolling.waitMsP95 < 50 && ratio >= 20;
+    const stall = Math.max(rolling.maxStallMs, atTransfer.maxStallMs);
+    const stallExGc = Math.max(rolling.maxStallExGcMs, atTransfer.maxStallExGcMs);
+    const stallText = stall < 5 ? 'stall < 5 ms' : stallExGc < 5 ? `stall ${stall.toFixed(1)} ms, < 5 ms without GC` : `STALL ${stall.toFixed(1)} ms`;
+    console.log(`${turns} turns: at-transfer / rolling median wait = ${ratio.toFixed(0)}x (${waitOk ? 'wait targets met' : 'WAIT TARGETS MISSED'}); ${stallText}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const json = process.argv.includes('--json');
+  const calls = argValue('--calls', 30);
+  const turnMs = argValue('--turn-ms', 120);
+  const standin = await startStandInProcess();
+  try {
+    // Warm-up (JIT, connection pool) so the first measured run is not the cold one.
+    await runOne(standin.url, 10, 'rolling', 4, turnMs);
+    await runOne(standin.url, 10, 'at-transfer', 4, turnMs);
+    const runs: Run[] = [];
+    for (const turns of TURN_COUNTS) {
+      for (const mode of MODES) {
+        runs.push(await runOne(standin.url, turns, mode, calls, turnMs));
+        if (!json) process.stderr.write(`  done: ${turns} turns, ${mode}\n`);
+      }
+    }
+    const pacing = { turnMsMean: turnMs, turnMsJitter: '±33%', minCallMs: MIN_CALL_MS, callsPerRun: calls, latency: LATENCY };
+    if (json) {
+      console.log(JSON.stringify({ runs, pacing }));
+    } else {
+      console.log(
+        `\nsummary bench: ${calls} concurrent calls per run, a turn every ${turnMs} ms ±33% (calls last at least ${MIN_CALL_MS / 1000} s), ` +
+          `stand-in ${LATENCY.firstTokenMs} ms first token + ${LATENCY.tokensPerSec} tokens/s\n`,
+      );
+      printTable(runs);
+    }
+  } finally {
+    await standin.stop();
+  }
+}
+
+(process.argv.includes(STANDIN_ARG) ? standInProcessMain() : main()).catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

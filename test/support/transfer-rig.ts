@@ -1,0 +1,140 @@
+/**
+ * What every warm-transfer end-to-end test needs: a Groq stand-in scripted to play the frontline
+ * model (it calls transfer_to_human when the caller asks for a person), the summary model and the
+ * briefing model; the real worker; a caller; reference consoles in the desk; and the record store.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TransferStore, openTransferStore } from '../../db/store.js';
+import { type ReferenceConsole, ReferenceConsole as Console, type ConsoleOptions } from './console.js';
+import { type ChatRequestInfo, type ChatStep, type GroqStandIn, startGroqStandIn } from './groq-standin.js';
+import { type ServerInfo, TestParticipant, serverApi, uniqueRoom } from './participants.js';
+import { type WorkerProcess, startWorker } from './worker-process.js';
+
+export const GROQ_KEY = 'gsk_test_transfer';
+export const TRANSFER_PHRASE = 'speak to a person';
+
+export const MODEL_SUMMARY = {
+  summary: {
+    caller: { name: 'Dana Reyes', verified: [], claims: ['says she is the account holder'] },
+    intent: 'Wants a refund for order 4471, which arrived damaged',
+    keyFacts: [{ label: 'Order number', value: '4471' }],
+    stepsTaken: ['Agent A confirmed the order number'],
+    sentiment: 'frustrated',
+    urgency: 'normal',
+    openQuestions: ['Whether a replacement is acceptable'],
+    suggestedNextStep: 'Offer a refund or replacement for order 4471',
+  },
+  brief: 'Dana Reyes is calling about order 4471, which arrived damaged. She wants a refund. Please offer a refund or a replacement.',
+};
+
+function isSummaryRequest(req: ChatRequestInfo): boolean {
+  return req.responseFormat !== undefined;
+}
+
+function isBriefingRequest(req: ChatRequestInfo): boolean {
+  return JSON.stringify(req.messages[0] ?? '').includes('briefing a human colleague');
+}
+
+/**
+ * The default script. Tests override single steps with `groq.enqueueChat` (FIFO, used first) or
+ * by passing `frontline` to change what the frontline model does with a caller turn.
+ */
+export function scriptedResponder(opts: { skill?: string; frontline?: (req: ChatRequestInfo) => ChatStep | undefined } = {}) {
+  return (req: ChatRequestInfo): ChatStep => {
+    if (isSummaryRequest(req)) return { content: JSON.stringify(MODEL_SUMMARY) };
+    if (isBriefingRequest(req)) {
+      if (/put (her|him|them) through|connect/i.test(req.lastUserText)) return { toolCalls: [{ name: 'connect_to_caller', arguments: {} }] };
+      return { content: 'The caller is Dana Reyes; her order 4471 arrived damaged and she wants a refund.' };
+    }
+    if (JSON.stringify(req.messages).includes('did not work out')) {
+      return { content: 'I am sorry, I could not reach a colleague. I am still here to help you.' };
+    }
+    const custom = opts.frontline?.(req);
+    if (custom) return custom;
+    if (req.hasTools && req.lastUserText.includes(TRANSFER_PHRASE)) {
+      return { toolCalls: [{ name: 'transfer_to_human', arguments: { reason: 'The caller asked for a person', ...(opts.skill ? { skill: opts.skill } : {}) } }] };
+    }
+    if (req.lastUserText.includes('4471')) return { content: 'I see order 4471. I am sorry it arrived damaged.' };
+    return { content: 'Hello, this is the help desk assistant. How can I help you today?' };
+  };
+}
+
+export interface Rig {
+  server: ServerInfo;
+  groq: GroqStandIn;
+  worker: WorkerProcess;
+  agentName: string;
+  deskRoom: string;
+  dbUrl: string;
+  store: TransferStore;
+  consoles: ReferenceConsole[];
+  participants: TestParticipant[];
+  addConsole(opts: Omit<ConsoleOptions, 'deskRoom'>): Promise<ReferenceConsole>;
+  /** A text-only caller in a fresh room with the agent dispatched and the greeting received. */
+  startCall(prefix?: string, script?: (req: ChatRequestInfo) => ChatStep): Promise<{ room: string; caller: TestParticipant; agentIdentity: string }>;
+  cleanupTest(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startRig(server: ServerInfo, env: Record<string, string> = {}): Promise<Rig> {
+  const groq = await startGroqStandIn({ apiKey: GROQ_KEY });
+  const agentName = `wt-transfer-${process.pid}`;
+  const deskRoom = `desk-${process.pid}-${Date.now().toString(36)}`;
+  const dbUrl = `file:${join(mkdtempSync(join(tmpdir(), 'wt-transfer-')), 'transfers.db')}`;
+  const worker = await startWorker({
+    echo: process.env.WT_ECHO_WORKER === '1',
+    env: {
+      LIVEKIT_URL: server.url,
+      LIVEKIT_API_KEY: server.apiKey,
+      LIVEKIT_API_SECRET: server.apiSecret,
+      GROQ_API_KEY: GROQ_KEY,
+      GROQ_BASE_URL: groq.url,
+      AGENT_NAME: agentName,
+      DESK_ROOM: deskRoom,
+      DATABASE_URL: dbUrl,
+      AGENT_TEXT_ONLY: 'true',
+      TRANSFER_OFFER_TIMEOUT_MS: '4000',
+      ...env,
+    },
+  });
+  const store = await openTransferStore({ url: dbUrl });
+  const rig: Rig = {
+    server,
+    groq,
+    worker,
+    agentName,
+    deskRoom,
+    dbUrl,
+    store,
+    consoles: [],
+    participants: [],
+    async addConsole(opts) {
+      const c = await Console.join(server, { deskRoom, ...opts });
+      rig.consoles.push(c);
+      return c;
+    },
+    async startCall(prefix = 'call', script = scriptedResponder()) {
+      groq.setChatResponder(script);
+      const room = uniqueRoom(prefix);
+      const caller = await TestParticipant.join(server, room, 'caller', { name: 'Dana Reyes' });
+      rig.participants.push(caller);
+      await serverApi(server).dispatch.createDispatch(room, agentName, { metadata: JSON.stringify({ textOnly: true }) });
+      const agentIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-'), 30_000, 'the agent to join');
+      await caller.waitForAgentText((t) => t.includes('help desk'), 30_000, 'the greeting');
+      return { room, caller, agentIdentity };
+    },
+    async cleanupTest() {
+      await Promise.all([...rig.consoles.splice(0), ...rig.participants.splice(0)].map((p) => p.leave()));
+      groq.reset();
+    },
+    async close() {
+      await rig.cleanupTest();
+      await worker.stop();
+      await store.close();
+      await groq.close();
+    },
+  };
+  return rig;
+}
