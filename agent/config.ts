@@ -86,6 +86,15 @@ function oneOf<T extends string>(raw: string | undefined, fallback: T, values: r
   return value as T;
 }
 
+/** LIVEKIT_URL for settings that default to it; '' when it is missing or bad (reported under its own name). */
+function derivedFromLivekitUrl(env: Env): string {
+  try {
+    return url(required(env.LIVEKIT_URL), ['ws:', 'wss:', 'http:', 'https:']);
+  } catch {
+    return '';
+  }
+}
+
 function groqBase(env: Env): string {
   return url(optional(env.GROQ_BASE_URL, GROQ_DEFAULT_BASE_URL), ['http:', 'https:']);
 }
@@ -122,9 +131,8 @@ export const CONFIG_VARS = {
     expected: 'an http:// or https:// URL',
     defaultText: 'LIVEKIT_URL as http(s)',
     parse: (raw, env) => {
-      const value = raw?.trim() || env.LIVEKIT_URL?.trim();
-      if (!value) return '';
-      return url(value, ['ws:', 'wss:', 'http:', 'https:']).replace(/^ws/, 'http');
+      if (!raw?.trim()) return derivedFromLivekitUrl(env).replace(/^ws/, 'http');
+      return url(raw.trim(), ['ws:', 'wss:', 'http:', 'https:']).replace(/^ws/, 'http');
     },
   } satisfies VarSpec<string>,
   agentName: {
@@ -259,9 +267,8 @@ export const CONFIG_VARS = {
     expected: 'a ws:// or wss:// URL',
     defaultText: 'LIVEKIT_URL',
     parse: (raw, env) => {
-      const value = raw?.trim() || env.LIVEKIT_URL?.trim();
-      if (!value) return '';
-      return url(value, ['ws:', 'wss:', 'http:', 'https:']).replace(/^http/, 'ws');
+      if (!raw?.trim()) return derivedFromLivekitUrl(env).replace(/^http/, 'ws');
+      return url(raw.trim(), ['ws:', 'wss:', 'http:', 'https:']).replace(/^http/, 'ws');
     },
   } satisfies VarSpec<string>,
   deskRoom: {

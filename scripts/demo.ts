@@ -140,6 +140,12 @@ async function shutdown(): Promise<void> {
   await server?.stop();
 }
 
+// Ctrl-C (or a closed pipe) must not leave the server and worker running.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => void shutdown().finally(() => process.exit(130)));
+}
+process.stdout.on('error', () => void shutdown().finally(() => process.exit(1)));
+
 try {
   await main();
   await shutdown();

@@ -150,6 +150,19 @@ describe.each(['worker', 'in-thread'] as const)('Summarizer at transfer time (ro
     expect(user!.content).toContain('[card ending 1111]');
   });
 
+  it('caps the transcript it sends, keeping the opening and the newest turns', async () => {
+    const t = call([['caller', 'Opening: I need to cancel my subscription.']]);
+    for (let i = 2; i <= 60; i++) t.add({ speaker: i % 2 ? 'caller' : 'agent_a', text: `turn ${i} ${'x'.repeat(90)}` });
+    const s = summarizer(t, { maxInputChars: 2_000 });
+    standin.enqueueChat(reply());
+    expect((await s.forTransfer()).coveredThroughSeq).toBe(60);
+    const user = (standin.chatRequests()[0]!.body as { messages: { content: string }[] }).messages[1]!.content;
+    expect(user.length).toBeLessThan(2_600);
+    expect(user).toContain('Opening: I need to cancel');
+    expect(user).toContain('turn 60 ');
+    expect(user).toMatch(/In the middle, \d+ of these turns were left out for length/);
+  });
+
   it('uses JSON mode with the schema in the prompt for a model without json_schema', async () => {
     const s = summarizer(call(BASIC_CALL), { model: 'llama-3.3-70b-versatile' });
     standin.enqueueChat(reply());
@@ -304,14 +317,21 @@ describe('Summarizer rolling', () => {
     // The second request is incremental: previous summary plus only the new turns.
     const user = (requests[1]!.body as { messages: { content: string }[] }).messages[1]!.content;
     expect(user).toContain('Previous summary (covers turns up to 3)');
+    // The previous summary is model output about untrusted text: delimited as data as well.
+    expect(user).toMatch(/<previous-summary-([0-9a-f]{12})>\n\{.*"through 3".*\}\n<\/previous-summary-\1>/);
     expect(user).toContain('New turns 4 to 5');
     expect(user).not.toContain('burst 1');
   });
 
   it('keeps a minimum interval between rolling requests', async () => {
+    standin.setChatResponder(echoCoverage);
+    // Warm the transport first, so the stand-in's arrival times track when requests start (a
+    // process's first request also pays for loading and compiling the HTTP stack).
+    await summarizer(call(BASIC_CALL)).forTransfer();
+    standin.reset();
+    standin.setChatResponder(echoCoverage);
     const t = new Transcript();
     const s = summarizer(t, { rolling: true, debounceMs: 5, minIntervalMs: 300 });
-    standin.setChatResponder(echoCoverage);
     const first = nextUpdate(s);
     t.add({ speaker: 'caller', text: 'one' });
     await first;
@@ -319,7 +339,7 @@ describe('Summarizer rolling', () => {
     t.add({ speaker: 'caller', text: 'two' });
     await second;
     const [a, b] = standin.chatRequests();
-    expect(b!.at - a!.at).toBeGreaterThanOrEqual(295);
+    expect(b!.at - a!.at).toBeGreaterThanOrEqual(290);
   });
 
   it('stops rolling at the token budget; the transfer still gets one request', async () => {
