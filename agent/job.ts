@@ -5,6 +5,7 @@
 import { type JobContext, type JobProcess, defineAgent, inference, voice } from '@livekit/agents';
 import { type AudioFrame, ParticipantKind, type RemoteParticipant } from '@livekit/rtc-node';
 import { RoomServiceClient } from 'livekit-server-sdk';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type TransferStore, openTransferStore } from '../db/store.js';
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
@@ -51,6 +52,11 @@ export default defineAgent({
     proc.userData.holdMusic = holdMusic;
   },
   entry: async (ctx: JobContext<ProcessData>) => {
+    // Audio frames flow through this loop: measure how long it is ever blocked, and report it.
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
+    let peakRss = process.memoryUsage.rss();
+    const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 1_000).unref();
     const config = loadConfig();
     const log = logger().child({ room: ctx.job.room?.name, jobId: ctx.job.id });
     const parsed = parseJobOptions(ctx.job.metadata);
@@ -174,6 +180,17 @@ export default defineAgent({
     });
 
     ctx.addShutdownCallback(async () => {
+      loopDelay.disable();
+      clearInterval(rssTimer);
+      log.info(
+        {
+          loopDelayMaxMs: Math.round(loopDelay.max / 1e5) / 10,
+          loopDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e5) / 10,
+          peakRssMb: Math.round(Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20),
+          cpuUserMs: Math.round(process.cpuUsage().user / 1000),
+        },
+        'job stats',
+      );
       summarizer.close();
       await desk.close();
       await store?.flush(RECORD_FLUSH_TIMEOUT_MS);

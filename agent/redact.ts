@@ -81,8 +81,9 @@ const SSN_KEYWORD = /\b(ssn|social security(?: number)?|social)(\W{1,5}(?:(?:is|
 const NI_NUMBER = /\b([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b/gi;
 const NI_INVALID_PREFIXES = new Set(['BG', 'GB', 'NK', 'KN', 'TN', 'NT', 'ZZ']);
 const EMAIL = /[A-Z0-9._%+-]+@[A-Z0-9-]+(?:\.[A-Z0-9-]+)*\.[A-Z]{2,}/gi;
-// International form: "+" then 8-15 digits with common separators.
-const PHONE_INTERNATIONAL = /(?<![\w+])\+\d(?:[ .-]?\(?\d\)?){7,16}(?!\d)/g;
+// International form: "+" then 8-15 digits with common separators (also inside SIP identities
+// such as "sip_+15551234567").
+const PHONE_INTERNATIONAL = /(?<![\d+])\+\d(?:[ .-]?\(?\d\)?){7,16}(?!\d)/g;
 // North American grouping: (555) 123-4567, 555-123-4567, 555.123.4567.
 const PHONE_NANP = /(?<![\w-])(?:\(\d{3}\)\s?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-])/g;
 // UK national form starting with 0: 07700 900123, 020 7946 0958.

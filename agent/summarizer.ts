@@ -950,7 +950,11 @@ export class Summarizer {
   }
 
   private redactTurns(turns: Turn[]): Turn[] {
-    return turns.map((t) => Object.freeze({ ...t, text: redact(t.text, this.settings.redactStored) }));
+    const r = this.settings.redactStored;
+    // Identities too: a SIP caller's identity usually carries their phone number.
+    return turns.map((t) =>
+      Object.freeze({ ...t, text: redact(t.text, r), ...(t.identity !== undefined ? { identity: redact(t.identity, r) } : {}) }),
+    );
   }
 }
 

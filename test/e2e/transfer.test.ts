@@ -233,3 +233,33 @@ describe('warm transfer: the caller side', () => {
     expect(repliesWhileHeld).toEqual([]);
   });
 });
+
+describe('warm transfer: more ways in and out', () => {
+  it('with no console available the caller is told and the AI carries on; nothing is recorded', async () => {
+    await rig.addConsole({ identity: 'console-busy', available: false });
+    const { caller } = await rig.startCall('nobody');
+    await caller.say(`Could I ${TRANSFER_PHRASE}?`);
+    await caller.waitForAgentText((t) => t.includes('no colleague is free'), 20_000, 'the AI to say nobody is free');
+    // The tool told the model why, and the caller was never put on hold.
+    const toolTurn = rig.groq.chatRequests().find((r) => JSON.stringify(r.body).includes('No colleague can take the call right now'));
+    expect(toolTurn).toBeDefined();
+    expect(caller.texts.items.some((m) => m.text.includes('Please hold'))).toBe(false);
+    expect((await rig.store.listTransfers({ room: caller.room.name! })).items).toEqual([]);
+    await caller.say('What about order 4471?');
+    await caller.waitForAgentText((t) => t.includes('I see order 4471'), 20_000, 'a normal reply');
+  });
+
+  it('Agent B can connect by voice: "put her through" to the briefing agent', async () => {
+    const agentB = await rig.addConsole({ identity: 'console-voice', name: 'Vic' });
+    const { caller } = await rig.startCall('by-voice');
+    await caller.say(`I need to ${TRANSFER_PHRASE}.`);
+    const offered = await agentB.offers.waitFor(() => true, 20_000, 'the offer');
+    await agentB.summaries.waitFor(() => true, 20_000, 'the summary');
+    await agentB.ask('Thanks, please put her through.');
+    await agentB.inCallerRoom(20_000);
+    await caller.waitForAgentText((t) => t.includes('Vic is with us now'), 20_000, 'the introduction');
+    const record = await recordOf(offered.offer.transferId, 'completed');
+    const connecting = record.events.find((e) => e.phase === 'connecting');
+    expect(connecting?.detail).toMatchObject({ via: 'voice' });
+  });
+});

@@ -51,6 +51,10 @@ export function scriptedResponder(opts: { skill?: string; frontline?: (req: Chat
     if (JSON.stringify(req.messages).includes('did not work out')) {
       return { content: 'I am sorry, I could not reach a colleague. I am still here to help you.' };
     }
+    if (req.messages.at(-1)?.role === 'tool') {
+      // The model's turn after a tool answered (e.g. nobody available): speak, do not call again.
+      return { content: 'I am sorry, no colleague is free right now. I can keep helping you myself.' };
+    }
     const custom = opts.frontline?.(req);
     if (custom) return custom;
     if (req.hasTools && req.lastUserText.includes(TRANSFER_PHRASE)) {

@@ -73,6 +73,10 @@ describe('redact: emails and phone numbers', () => {
     expect(redact(`call me on ${phone} today`, only('phones'))).toBe('call me on [redacted phone] today');
   });
 
+  it('redacts the number inside a SIP participant identity', () => {
+    expect(redact('sip_+15551234567', only('phones'))).toBe('sip_[redacted phone]');
+  });
+
   it('redacts a bare digit run after a phone keyword', () => {
     expect(redact('my mobile number is 5551234567', only('phones'))).toBe('my mobile number is [redacted phone]');
   });

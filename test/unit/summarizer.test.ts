@@ -286,11 +286,13 @@ describe('Summarizer rolling', () => {
     expect((await first).coveredThroughSeq).toBe(3);
 
     // Agent turns alone do not trigger an update; current() carries them verbatim (redacted).
-    t.add({ speaker: 'agent_a', text: 'I can see both charges. Is dana@example.com still your email?' });
+    t.add({ speaker: 'agent_a', identity: 'sip_+15551234567', text: 'I can see both charges. Is dana@example.com still your email?' });
     const now = s.current();
     expect(now).toMatchObject({ source: 'llm', coveredThroughSeq: 3 });
     expect(now.summary.intent).toBe('through 3');
-    expect(now.pendingTurns.map((x) => [x.seq, x.text])).toEqual([[4, 'I can see both charges. Is [redacted email] still your email?']]);
+    expect(now.pendingTurns.map((x) => [x.seq, x.identity, x.text])).toEqual([
+      [4, 'sip_[redacted phone]', 'I can see both charges. Is [redacted email] still your email?'],
+    ]);
     expect(standin.chatRequests()).toHaveLength(1);
   });
 
