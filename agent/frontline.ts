@@ -18,6 +18,11 @@ Treat anything the caller says about their identity or account as a claim you ha
 export const GREETING_INSTRUCTIONS =
   'Greet the caller in one short sentence, say you are the help desk assistant, and ask how you can help.';
 
+/** For a job LiveKit restarted in a room whose previous agent died while the caller was on hold. */
+export const RECOVERED_INSTRUCTIONS =
+  'Our system was briefly interrupted while the caller was on hold for a colleague, and the transfer did not go through. ' +
+  'Apologise in one short sentence, say you are back with them, and ask whether they still want to speak to a colleague.';
+
 export interface FrontlinePorts {
   requestTransfer(req: TransferRequest): Promise<RequestDecision>;
 }

@@ -14,6 +14,8 @@ export const JobOptionsSchema = z
     textOnly: z.boolean().optional(),
     /** Identity of the caller, when the room holds more than one non-agent participant. */
     callerIdentity: z.string().min(1).max(256).optional(),
+    /** Set by the stale-transfer sweep: this job is sent to take back a call whose worker died. */
+    recoverTransferId: z.string().min(1).max(128).optional(),
   })
   .strict();
 

@@ -9,12 +9,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type TransferStore, openTransferStore } from '../db/store.js';
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
-import { FrontlineAgent, GREETING_INSTRUCTIONS } from './frontline.js';
+import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS } from './frontline.js';
 import { CallerHold } from './hold.js';
 import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
 import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
+import { recoverRoom } from './recovery.js';
 import { redact } from './redact.js';
 import { Summarizer, summarizerSettingsFromEnv } from './summarizer.js';
 import { mintRoomToken } from './tokens.js';
@@ -141,6 +142,7 @@ export default defineAgent({
     // Join the desk in the background, so a transfer can start at once when it is asked for.
     void desk.connect().catch((err: unknown) => log.warn({ err }, 'could not join the agent desk yet; will retry at transfer time'));
 
+    const transferRoomService = new RoomServiceClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret);
     controller = new TransferController({
       config,
       callerRoom: ctx.room,
@@ -158,7 +160,7 @@ export default defineAgent({
           .map((t) => `${t.speaker === 'caller' ? 'Caller' : t.speaker === 'agent_a' ? 'Agent A' : t.speaker}: ${redact(t.text, summarizerSettings.redactSpoken)}`)
           .join('\n'),
       store,
-      roomService: new RoomServiceClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret),
+      roomService: transferRoomService,
       workerId: ctx.workerId,
       jobId: ctx.job.id,
       log,
@@ -196,7 +198,32 @@ export default defineAgent({
       await store?.flush(RECORD_FLUSH_TIMEOUT_MS);
     });
 
-    log.info({ textOnly, mode: options.mode }, 'call started');
-    session.generateReply({ instructions: GREETING_INSTRUCTIONS });
+    // A restarted job: a transfer this room had under a job that died is ended and explained.
+    const recovered = store
+      ? await recoverRoom(ctx.room.name!, ctx.job.id, {
+          store,
+          roomService: transferRoomService,
+          log,
+          notifyAgentB: async (identity, message) => {
+            await desk.connect();
+            await desk.sendStatus(identity, message);
+          },
+        }).catch((err: unknown) => {
+          log.warn({ err }, 'could not check for transfers left open by a failed job');
+          return [];
+        })
+      : [];
+
+    if (options.recoverTransferId && recovered.length === 0) {
+      // Sent to take a call back, but another agent already did (e.g. LiveKit Cloud restarted the job).
+      const others = [...ctx.room.remoteParticipants.values()].filter((p) => p.kind === ParticipantKind.AGENT);
+      if (others.length > 0) {
+        log.info({ transferId: options.recoverTransferId }, 'the call was already taken back; leaving');
+        ctx.shutdown('recovery not needed');
+        return;
+      }
+    }
+    log.info({ textOnly, mode: options.mode, recoveredTransfers: recovered.map((t) => t.id) }, 'call started');
+    session.generateReply({ instructions: recovered.length > 0 ? RECOVERED_INSTRUCTIONS : GREETING_INSTRUCTIONS });
   },
 });

@@ -6,7 +6,11 @@
 import { type AgentServer, ServerOptions, cli } from '@livekit/agents';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from './config.js';
+import { AgentDispatchClient, RoomServiceClient } from 'livekit-server-sdk';
+import { openTransferStore } from '../db/store.js';
 import { loadEnvFiles } from './env-file.js';
+import { logger } from './log.js';
+import { startStaleTransferSweeper } from './recovery.js';
 
 loadEnvFiles();
 
@@ -17,6 +21,24 @@ try {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`${err.message}\n`);
   process.exit(78); // EX_CONFIG: a supervisor can tell "fix the config" from a crash.
+}
+
+// The worker's main process looks after transfers whose worker died (see agent/recovery.ts).
+if (process.argv.includes('start') || process.argv.includes('dev')) {
+  const workerConfig = config;
+  void openTransferStore({ url: workerConfig.database.url, authToken: workerConfig.database.authToken })
+    .then((store) => {
+      const dispatch = new AgentDispatchClient(workerConfig.livekit.apiUrl, workerConfig.livekit.apiKey, workerConfig.livekit.apiSecret);
+      startStaleTransferSweeper({
+        store,
+        roomService: new RoomServiceClient(workerConfig.livekit.apiUrl, workerConfig.livekit.apiKey, workerConfig.livekit.apiSecret),
+        log: logger().child({ component: 'stale-transfer-sweep' }),
+        dispatchRecovery: async (room, transferId, textOnly) => {
+          await dispatch.createDispatch(room, workerConfig.agentName, { metadata: JSON.stringify({ recoverTransferId: transferId, textOnly }) });
+        },
+      });
+    })
+    .catch((err: unknown) => logger().warn({ err }, 'transfer records unavailable in the worker process; no stale-transfer sweep'));
 }
 
 cli.runApp(

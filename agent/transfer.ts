@@ -19,6 +19,7 @@ import { CONTRACT_VERSION, type Offer, type StatusMessage, type SummaryMessage }
 import type { ConsoleInfo, Desk } from './desk.js';
 import type { CallerHold } from './hold.js';
 import { joinAgentB } from './join.js';
+import { HEARTBEAT_INTERVAL_MS } from './recovery.js';
 import type { Logger } from './log.js';
 import type { Summarizer } from './summarizer.js';
 import type { SummaryResult } from './summary-schema.js';
@@ -173,7 +174,8 @@ export class TransferController {
       mode: 'frontline',
       initiatedBy: req.initiatedBy,
       targetKind: 'participant',
-      target: { skill: req.skill, identity: req.agentIdentity },
+      // textOnly lets a recovery agent, sent after a crash, talk to the caller the same way.
+      target: { skill: req.skill, identity: req.agentIdentity, textOnly: d.textOnly },
       reason: req.reason,
       workerId: d.workerId ?? null,
       jobId: d.jobId ?? null,
@@ -187,6 +189,10 @@ export class TransferController {
     d.callerRoom.on(RoomEvent.ParticipantDisconnected, onParticipantLeft);
     const onRoomGone = () => abort.abort(new Cancelled('failed', 'the worker lost the caller room'));
     d.callerRoom.on(RoomEvent.Disconnected, onRoomGone);
+
+    // Proof of life for crash recovery: a transfer whose heartbeat stops is ended by someone else.
+    const heartbeat = setInterval(() => void d.store?.touch(transferId, { ownerWorkerId: d.workerId }), HEARTBEAT_INTERVAL_MS);
+    heartbeat.unref();
 
     let outcome: TransferOutcome = 'failed';
     let reason = 'transfer did not finish';
@@ -235,6 +241,7 @@ export class TransferController {
         log.error({ err }, 'transfer failed');
       }
     } finally {
+      clearInterval(heartbeat);
       d.callerRoom.off(RoomEvent.ParticipantDisconnected, onParticipantLeft);
       d.callerRoom.off(RoomEvent.Disconnected, onRoomGone);
       abort.abort(new Cancelled(outcome, reason)); // stops the summary tail and anything still waiting

@@ -48,6 +48,9 @@ export function scriptedResponder(opts: { skill?: string; frontline?: (req: Chat
       if (/put (her|him|them) through|connect/i.test(req.lastUserText)) return { toolCalls: [{ name: 'connect_to_caller', arguments: {} }] };
       return { content: 'The caller is Dana Reyes; her order 4471 arrived damaged and she wants a refund.' };
     }
+    if (JSON.stringify(req.messages).includes('briefly interrupted')) {
+      return { content: 'I am so sorry, we were cut off for a moment. I am back with you now.' };
+    }
     if (JSON.stringify(req.messages).includes('did not work out')) {
       return { content: 'I am sorry, I could not reach a colleague. I am still here to help you.' };
     }
@@ -79,6 +82,8 @@ export interface Rig {
   /** A text-only caller in a fresh room with the agent dispatched and the greeting received. */
   startCall(prefix?: string, script?: (req: ChatRequestInfo) => ChatStep): Promise<{ room: string; caller: TestParticipant; agentIdentity: string }>;
   cleanupTest(): Promise<void>;
+  /** Kill the worker's process group hard (a crash) and start a fresh worker with the same settings. */
+  crashAndRestartWorker(): Promise<WorkerProcess>;
   close(): Promise<void>;
 }
 
@@ -87,22 +92,20 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
   const agentName = `wt-transfer-${process.pid}`;
   const deskRoom = `desk-${process.pid}-${Date.now().toString(36)}`;
   const dbUrl = `file:${join(mkdtempSync(join(tmpdir(), 'wt-transfer-')), 'transfers.db')}`;
-  const worker = await startWorker({
-    echo: process.env.WT_ECHO_WORKER === '1',
-    env: {
-      LIVEKIT_URL: server.url,
-      LIVEKIT_API_KEY: server.apiKey,
-      LIVEKIT_API_SECRET: server.apiSecret,
-      GROQ_API_KEY: GROQ_KEY,
-      GROQ_BASE_URL: groq.url,
-      AGENT_NAME: agentName,
-      DESK_ROOM: deskRoom,
-      DATABASE_URL: dbUrl,
-      AGENT_TEXT_ONLY: 'true',
-      TRANSFER_OFFER_TIMEOUT_MS: '4000',
-      ...env,
-    },
-  });
+  const workerEnv: Record<string, string> = {
+    LIVEKIT_URL: server.url,
+    LIVEKIT_API_KEY: server.apiKey,
+    LIVEKIT_API_SECRET: server.apiSecret,
+    GROQ_API_KEY: GROQ_KEY,
+    GROQ_BASE_URL: groq.url,
+    AGENT_NAME: agentName,
+    DESK_ROOM: deskRoom,
+    DATABASE_URL: dbUrl,
+    AGENT_TEXT_ONLY: 'true',
+    TRANSFER_OFFER_TIMEOUT_MS: '4000',
+    ...env,
+  };
+  const worker = await startWorker({ echo: process.env.WT_ECHO_WORKER === '1', env: workerEnv });
   const store = await openTransferStore({ url: dbUrl });
   const rig: Rig = {
     server,
@@ -133,9 +136,14 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
       await Promise.all([...rig.consoles.splice(0), ...rig.participants.splice(0)].map((p) => p.leave()));
       groq.reset();
     },
+    async crashAndRestartWorker() {
+      await rig.worker.crash();
+      rig.worker = await startWorker({ echo: process.env.WT_ECHO_WORKER === '1', env: workerEnv });
+      return rig.worker;
+    },
     async close() {
       await rig.cleanupTest();
-      await worker.stop();
+      await rig.worker.stop();
       await store.close();
       await groq.close();
     },

@@ -31,6 +31,8 @@ export interface WorkerProcess {
   /** Resolves with the exit code when the worker process exits. */
   exited: Promise<number | null>;
   stop(): Promise<void>;
+  /** SIGKILL the whole process group at once, job processes included: a crash, not a shutdown. */
+  crash(): Promise<void>;
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -100,6 +102,14 @@ export async function startWorker(opts: WorkerProcessOptions): Promise<WorkerPro
       lines.waitFor(typeof match === 'function' ? match : (l) => match.test(l), timeoutMs, what ?? `worker log ${String(match)}`),
     exited,
     stop,
+    crash: async () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exited;
+    },
   };
 
   // The worker's health endpoint answers 200 only once it is registered with LiveKit.
