@@ -24,6 +24,20 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
+      {
+        test: {
+          name: 'e2e-multinode',
+          include: ['test/e2e-multinode/**/*.test.ts'],
+          // No shared server: each file starts its own Redis, LiveKit nodes and workers.
+          env: { NODE_ENV: 'production' },
+          fileParallelism: false,
+          // Runs after the other projects (group 0), so its servers and workers never compete for
+          // the CPU with the e2e project's.
+          sequence: { groupOrder: 1 },
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+        },
+      },
     ],
   },
 });

@@ -7,6 +7,7 @@
  */
 
 import { existsSync } from 'node:fs';
+import { SUMMARIZER_ENV, type SummarizerSettings, summarizerSettingsFromEnv } from './summarizer.js';
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly ConfigProblem[]) {
@@ -375,8 +376,29 @@ export interface WorkerConfig {
     holdMusicFile?: string;
   };
   database: { url: string; authToken?: string };
+  /** The handoff summarizer's settings (SUMMARY_* and GROQ_SUMMARY_MODEL; see SUMMARY_VAR_DOCS). */
+  summary: SummarizerSettings;
   logLevel: string;
 }
+
+/** The summarizer's variables, for the README (parsed by summarizerSettingsFromEnv). */
+export const SUMMARY_VAR_DOCS: readonly { name: string; defaultText: string; description: string }[] = [
+  { name: SUMMARIZER_ENV.model, defaultText: 'openai/gpt-oss-120b', description: 'Model that writes the handoff summary.' },
+  { name: SUMMARIZER_ENV.responseFormat, defaultText: 'auto', description: 'auto, json_schema or json_object: how structured output is asked for (auto picks by model).' },
+  { name: SUMMARIZER_ENV.transport, defaultText: 'worker', description: 'worker: Groq requests run in a worker thread so JSON work never stalls the call; in-thread: on the call thread.' },
+  { name: SUMMARIZER_ENV.rolling, defaultText: 'true', description: 'Keep a summary current during the call, so a transfer never waits for one.' },
+  { name: SUMMARIZER_ENV.debounceMs, defaultText: '1500', description: 'Quiet time after a caller turn before a rolling update starts.' },
+  { name: SUMMARIZER_ENV.minIntervalMs, defaultText: '15000', description: 'Minimum time between two rolling updates (doubles after failures, up to 8x).' },
+  { name: SUMMARIZER_ENV.maxTokensBudget, defaultText: '60000', description: 'Tokens rolling updates may spend per call.' },
+  { name: SUMMARIZER_ENV.requestTimeoutMs, defaultText: '10000', description: 'Timeout of one request attempt.' },
+  { name: SUMMARIZER_ENV.maxRetries, defaultText: '2', description: 'Retries of a failed request (429, 5xx, connection errors).' },
+  { name: SUMMARIZER_ENV.transferDeadlineMs, defaultText: '4000', description: 'How long the refinement at transfer time may take before the latest summary is used as is.' },
+  { name: SUMMARIZER_ENV.maxCompletionTokens, defaultText: '2048', description: 'Completion cap per request.' },
+  { name: SUMMARIZER_ENV.maxInputChars, defaultText: '48000', description: 'Transcript characters sent in one request at most.' },
+  { name: SUMMARIZER_ENV.redactStored, defaultText: 'all', description: 'Redacted in what is stored and shown: all, none, or cards,national_ids,emails,phones.' },
+  { name: SUMMARIZER_ENV.redactSpoken, defaultText: 'cards,national_ids', description: 'Redacted in what is spoken to Agent B.' },
+  { name: SUMMARIZER_ENV.redactModelInput, defaultText: 'cards,national_ids', description: 'Redacted in what is sent to the model.' },
+];
 
 /**
  * Parse the environment into a WorkerConfig. Collects every problem before throwing so a user
@@ -395,7 +417,15 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       problems.push({ variable: spec.name, message: `${message}; expected ${spec.expected}` });
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  let summary: SummarizerSettings | undefined;
+  try {
+    summary = summarizerSettingsFromEnv(env);
+  } catch (err) {
+    // The summarizer names the variable first: "NAME: what is wrong".
+    const [variable, ...rest] = (err as Error).message.split(': ');
+    problems.push({ variable: variable ?? 'SUMMARY_*', message: rest.join(': ') || (err as Error).message });
+  }
+  if (problems.length > 0 || !summary) throw new ConfigError(problems);
   const v = values as Values;
   return {
     livekit: { url: v.livekitUrl, apiUrl: v.livekitApiUrl || v.livekitUrl.replace(/^ws/, 'http'), apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
@@ -421,6 +451,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       holdMusicFile: v.holdMusicFile,
     },
     database: { url: v.databaseUrl, authToken: v.databaseAuthToken },
+    summary,
     logLevel: v.logLevel,
   };
 }
@@ -440,7 +471,8 @@ export function configTableMarkdown(): string {
     const def = spec.defaultText === undefined ? '**required**' : `\`${spec.defaultText}\``;
     return `| \`${spec.name}\` | ${def} | ${spec.description}${spec.secret ? ' Secret: never logged.' : ''} |`;
   });
-  return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows].join('\n');
+  const summaryRows = SUMMARY_VAR_DOCS.map((d) => `| \`${d.name}\` | \`${d.defaultText}\` | ${d.description} |`);
+  return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows, ...summaryRows].join('\n');
 }
 
 /** A copy of the config safe to log: secrets replaced by their presence. */
@@ -451,5 +483,6 @@ export function redactedConfig(config: WorkerConfig): Record<string, unknown> {
     groq: { ...config.groq, apiKey: '[set]' },
     tts: { ...config.tts, apiKey: config.tts.apiKey ? '[set]' : '[empty]' },
     database: { ...config.database, authToken: config.database.authToken ? '[set]' : undefined },
+    summary: { ...config.summary, apiKey: config.summary.apiKey ? '[set]' : '[empty]' },
   };
 }

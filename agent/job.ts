@@ -17,7 +17,7 @@ import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
 import { recoverRoom } from './recovery.js';
 import { redact } from './redact.js';
-import { Summarizer, summarizerSettingsFromEnv } from './summarizer.js';
+import { Summarizer, prewarmSummarizer } from './summarizer.js';
 import { mintRoomToken } from './tokens.js';
 import { Transcript } from './transcript.js';
 import { TransferController } from './transfer.js';
@@ -47,6 +47,8 @@ export default defineAgent({
   prewarm: async (proc: JobProcess<ProcessData>) => {
     // Loading the VAD model and opening the database take a moment: do it while the process idles.
     proc.userData.vad = new inference.VAD();
+    // The first summary request otherwise pays for loading the HTTP client and the schema mid-call.
+    prewarmSummarizer(loadConfig().summary.transport);
     proc.userData.store = openStore(logger());
     const holdMusic = loadHoldMusic(process.env.HOLD_MUSIC_FILE?.trim() || undefined);
     holdMusic.catch((err: unknown) => logger().warn({ err }, 'could not decode the hold music; held callers will hear silence'));
@@ -72,7 +74,7 @@ export default defineAgent({
     const pipeline = buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad });
     const session = new voice.AgentSession(pipeline);
     const transcript = new Transcript();
-    const summarizerSettings = summarizerSettingsFromEnv();
+    const summarizerSettings = config.summary;
     const summarizer = new Summarizer(transcript, summarizerSettings, { log });
     const hold = new CallerHold(
       session,

@@ -29,6 +29,7 @@ import {
   type GroqChat,
   type GroqTransport,
 } from './groq-client.js';
+import { raceAbort } from './async-utils.js';
 import { logger, type Logger } from './log.js';
 import {
   REDACT_ALL,
@@ -348,8 +349,10 @@ function stripCodeFence(content: string): string {
 
 // --- fallback ---------------------------------------------------------------------------------
 
-// Fallback heuristics look at a bounded window so building one stays well under a millisecond.
-const FALLBACK_MAX_TURNS = 400;
+// Fallback heuristics look at bounded windows so building one stays around a millisecond: the
+// opening (where callers say who they are and why they call) and the most recent turns.
+const FALLBACK_HEAD_TURNS = 50;
+const FALLBACK_TAIL_TURNS = 400;
 
 const ID_FACT =
   /\b(order|account|acct|ticket|case|reference|ref|booking|confirmation|invoice|policy|claim|tracking|membership|member|customer|serial)\s*(?:number|no\.?|num|id|#)?\s*(?:is|was|:|#)?\s*#?\s*([A-Z0-9][A-Z0-9-]{3,})\b/gi;
@@ -376,19 +379,20 @@ const URGENCY_HIGH = /\b(urgent\w*|asap|immediately|right now|today|fraud\w*|sto
  * cheap. Everything it reports is phrased as what was said, never as established fact.
  */
 export function buildFallbackSummary(turns: readonly Turn[]): { summary: HandoffSummary; brief: string } {
-  const window = turns.length > FALLBACK_MAX_TURNS ? turns.slice(-FALLBACK_MAX_TURNS) : turns;
+  const window = turns.length > FALLBACK_TAIL_TURNS ? turns.slice(-FALLBACK_TAIL_TURNS) : turns;
   const callerTurns = window.filter((t) => t.speaker === 'caller');
   const agentTurns = window.filter((t) => t.speaker === 'agent_a');
+  const openingCaller = turns.slice(0, FALLBACK_HEAD_TURNS).filter((t) => t.speaker === 'caller');
   const quote = (t: Turn, max: number) => `"${clampText(cleanText(t.text), max - 2)}"`;
 
   const intentTurn =
-    callerTurns.find((t) => INTENT_HINT.test(t.text) && t.text.split(' ').length >= 4) ??
-    callerTurns.find((t) => t.text.split(' ').length >= 4) ??
-    callerTurns[0];
+    openingCaller.find((t) => INTENT_HINT.test(t.text) && t.text.split(' ').length >= 4) ??
+    openingCaller.find((t) => t.text.split(' ').length >= 4) ??
+    openingCaller[0];
   const intent = intentTurn ? `Caller said: ${quote(intentTurn, SUMMARY_CAPS.intent - 13)}` : 'Not known: the caller has not said.';
 
   let name = '';
-  for (const t of callerTurns) {
+  for (const t of openingCaller) {
     const m = NAME_CLAIM.exec(t.text);
     if (m?.[1]) {
       name = m[1];
@@ -488,26 +492,6 @@ function describeFailure(err: unknown, signal: AbortSignal): string {
   return `error: ${clampText(String(err instanceof Error ? err.message : err), 120)}`;
 }
 
-/** Rejects as soon as `signal` aborts, even while the SDK sleeps before a retry (it would not). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  // The SDK promise rejects again once it notices the abort; nobody awaits it any more.
-  promise.catch(() => undefined);
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
 
 type WaitOutcome<T> = { kind: 'done'; value: T } | { kind: 'deadline' } | { kind: 'cancelled' };
 
@@ -623,6 +607,8 @@ export class Summarizer {
   /** A caller turn arrived while a request was in flight: run again when it ends. */
   private rollingDirty = false;
   private lastRollingStart = Number.NEGATIVE_INFINITY;
+  /** Rolling requests that failed in a row: each doubles the interval (up to 8x), so a Groq outage or rate limit is not hammered. */
+  private rollingFailures = 0;
   private rollingState: RollingState;
   private requests = 0;
   private tokensUsed = 0;
@@ -772,9 +758,10 @@ export class Summarizer {
       this.rollingDirty = true;
       return;
     }
+    const interval = this.settings.minIntervalMs * Math.min(8, 2 ** this.rollingFailures);
     const sinceLast = this.now() - this.lastRollingStart;
-    if (sinceLast < this.settings.minIntervalMs) {
-      this.scheduleRolling(this.settings.minIntervalMs - sinceLast);
+    if (sinceLast < interval) {
+      this.scheduleRolling(interval - sinceLast);
       return;
     }
     const lastSeq = this.transcript.lastSeq;
@@ -876,6 +863,7 @@ export class Summarizer {
         version: ++this.versionCounter,
       };
       this.lastFailure = undefined;
+      if (flight.kind === 'rolling') this.rollingFailures = 0;
       this.log.debug(
         { kind: flight.kind, throughSeq: flight.throughSeq, elapsedMs: this.now() - started, tokens },
         'summary updated',
@@ -896,6 +884,7 @@ export class Summarizer {
       this.log.debug({ kind: flight.kind, reason }, 'summary request stopped');
     } else {
       this.lastFailure = reason;
+      if (flight.kind === 'rolling') this.rollingFailures++;
       this.log.warn({ kind: flight.kind, reason, elapsedMs: this.now() - started }, 'summary request failed');
     }
     return { ok: false, reason };

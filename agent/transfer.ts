@@ -13,6 +13,7 @@ import { type RemoteParticipant, type Room, RoomEvent } from '@livekit/rtc-node'
 import type { RoomServiceClient } from 'livekit-server-sdk';
 import { randomBytes } from 'node:crypto';
 import type { TransferStore } from '../db/store.js';
+import { raceAbort, settledWithin, withTimeout } from './async-utils.js';
 import { Briefing, type BriefingDecision } from './briefing.js';
 import type { WorkerConfig } from './config.js';
 import { CONTRACT_VERSION, type Offer, type StatusMessage, type SummaryMessage } from './contract.js';
@@ -455,52 +456,6 @@ export function describeOutcome(outcome: TransferOutcome): string {
 
 function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw signal.reason instanceof Cancelled ? signal.reason : new Cancelled('cancelled', 'transfer aborted');
-}
-
-/** `promise`, unless `signal` aborts first (then its Cancelled reason). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(message)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
-
-/** The value of `promise` if it settles within `ms`, else `fallback`. */
-async function settledWithin<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
-  try {
-    return await Promise.race([promise.catch(() => fallback), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Resolves when `identity` is in `room` (already or later); rejects after `timeoutMs`. */

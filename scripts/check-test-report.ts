@@ -1,6 +1,6 @@
 /**
- * Reads vitest's JSON report and fails when an end-to-end test was skipped or none ran: an e2e
- * test that silently does not run is worse than one that fails.
+ * Reads vitest's JSON report and fails when an end-to-end test (test/e2e, test/e2e-multinode) was
+ * skipped or none ran: an e2e test that silently does not run is worse than one that fails.
  */
 import { readFileSync } from 'node:fs';
 
@@ -18,7 +18,8 @@ try {
   process.exit(1);
 }
 
-const e2e = report.testResults.filter((f) => f.name.includes('/test/e2e/'));
+// End-to-end files: test/e2e/ and the other end-to-end projects beside it (test/e2e-multinode/).
+const e2e = report.testResults.filter((f) => /\/test\/e2e(-[\w-]+)?\//.test(f.name));
 const results = e2e.flatMap((f) => f.assertionResults);
 const notRun = results.filter((r) => r.status !== 'passed' && r.status !== 'failed');
 const passed = results.filter((r) => r.status === 'passed').length;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARS, ConfigError, configTableMarkdown, loadConfig, redactedConfig } from '../../agent/config.js';
+import { SUMMARIZER_ENV } from '../../agent/summarizer.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -69,6 +70,12 @@ describe('configuration', () => {
     expect(problems).toEqual([{ variable: 'GROQ_BASE_URL', message: expect.stringContaining('without /openai/v1') }]);
   });
 
+  it('reports a bad summarizer setting under its own variable name', () => {
+    const problems = problemsOf({ ...VALID, SUMMARY_DEBOUNCE_MS: 'soon', SUMMARY_REDACT_SPOKEN: 'cards,dna' });
+    expect(problems[0]?.variable).toBe('SUMMARY_DEBOUNCE_MS');
+    expect(loadConfig({ ...VALID, SUMMARY_ROLLING: 'false' }).summary.rolling).toBe(false);
+  });
+
   it('rejects database URLs of an unknown kind', () => {
     expect(problemsOf({ ...VALID, DATABASE_URL: 'postgres://x' })[0]?.variable).toBe('DATABASE_URL');
     expect(loadConfig({ ...VALID, DATABASE_URL: 'libsql://db.example.turso.io' }).database.url).toBe('libsql://db.example.turso.io');
@@ -93,6 +100,10 @@ describe('configuration', () => {
     expect(readme).toContain(configTableMarkdown());
     const example = readFileSync(`${repoRoot}/.env.example`, 'utf8');
     for (const spec of Object.values(CONFIG_VARS)) expect(example).toContain(spec.name);
+    for (const name of Object.values(SUMMARIZER_ENV)) {
+      expect(readme).toContain(`\`${name}\``);
+      expect(example).toContain(name);
+    }
   });
 
   it('the worker refuses to start without GROQ_API_KEY, prints the message, and exits 78', () => {

@@ -10,26 +10,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, type Client, type Transaction } from '@libsql/client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { openTransferStore, type StoreLogger, type TransferStore, type WriteOutcome } from '../../db/store.js';
-
-interface LogLine {
-  level: 'info' | 'warn' | 'error';
-  msg: string;
-  obj: Record<string, unknown>;
-}
-
-function captureLog(): { log: StoreLogger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const make = (bindings: Record<string, unknown>): StoreLogger => {
-    const at =
-      (level: LogLine['level']) =>
-      (obj: object, msg?: string): void => {
-        lines.push({ level, msg: msg ?? '', obj: { ...bindings, ...obj } });
-      };
-    return { info: at('info'), warn: at('warn'), error: at('error'), child: (b) => make({ ...bindings, ...b }) };
-  };
-  return { log: make({}), lines };
-}
+import { openTransferStore, type TransferStore, type WriteOutcome } from '../../db/store.js';
+import { captureLog } from '../support/capture-log.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'db-outage-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

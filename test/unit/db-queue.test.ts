@@ -9,26 +9,8 @@ import { databaseEnv, describeTarget, resolveDatabaseTarget } from '../../db/con
 import { classifyError, DbError, serializeError } from '../../db/errors.js';
 import { decodeCursor, encodeCursor } from '../../db/statements.js';
 import type { WriteOp, WriteResult } from '../../db/types.js';
-import { WriteQueue, type StoreLogger } from '../../db/write-queue.js';
-
-interface LogLine {
-  level: 'info' | 'warn' | 'error';
-  msg: string;
-  obj: Record<string, unknown>;
-}
-
-function captureLog(): { log: StoreLogger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const make = (bindings: Record<string, unknown>): StoreLogger => {
-    const at =
-      (level: LogLine['level']) =>
-      (obj: object, msg?: string): void => {
-        lines.push({ level, msg: msg ?? '', obj: { ...bindings, ...obj } });
-      };
-    return { info: at('info'), warn: at('warn'), error: at('error'), child: (b) => make({ ...bindings, ...b }) };
-  };
-  return { log: make({}), lines };
-}
+import { WriteQueue } from '../../db/write-queue.js';
+import { captureLog } from '../support/capture-log.js';
 
 let n = 0;
 function event(id: string, i: number): WriteOp {

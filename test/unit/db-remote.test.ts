@@ -7,27 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createClient } from '@libsql/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTransferStore, type StoreLogger, type TransferStore } from '../../db/store.js';
+import { openTransferStore, type TransferStore } from '../../db/store.js';
 import { startHranaServer, type HranaTestServer } from '../support/hrana-server.js';
-
-interface LogLine {
-  level: 'info' | 'warn' | 'error';
-  msg: string;
-  obj: Record<string, unknown>;
-}
-
-function captureLog(): { log: StoreLogger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const make = (bindings: Record<string, unknown>): StoreLogger => {
-    const at =
-      (level: LogLine['level']) =>
-      (obj: object, msg?: string): void => {
-        lines.push({ level, msg: msg ?? '', obj: { ...bindings, ...obj } });
-      };
-    return { info: at('info'), warn: at('warn'), error: at('error'), child: (b) => make({ ...bindings, ...b }) };
-  };
-  return { log: make({}), lines };
-}
+import { captureLog } from '../support/capture-log.js';
 
 const TOKEN = 'test-token-123';
 const tmp = mkdtempSync(path.join(tmpdir(), 'db-remote-'));

@@ -2,27 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTransferStore, type StoreLogger, type TransferStore } from '../../db/store.js';
+import { openTransferStore, type TransferStore } from '../../db/store.js';
 import type { NewTransfer } from '../../db/types.js';
-
-interface LogLine {
-  level: 'info' | 'warn' | 'error';
-  msg: string;
-  obj: Record<string, unknown>;
-}
-
-function captureLog(): { log: StoreLogger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const make = (bindings: Record<string, unknown>): StoreLogger => {
-    const at =
-      (level: LogLine['level']) =>
-      (obj: object, msg?: string): void => {
-        lines.push({ level, msg: msg ?? '', obj: { ...bindings, ...obj } });
-      };
-    return { info: at('info'), warn: at('warn'), error: at('error'), child: (b) => make({ ...bindings, ...b }) };
-  };
-  return { log: make({}), lines };
-}
+import { captureLog, type LogLine } from '../support/capture-log.js';
 
 let seq = 0;
 function newId(): string {

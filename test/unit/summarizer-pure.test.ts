@@ -76,16 +76,28 @@ describe('buildFallbackSummary', () => {
     }
   });
 
+  it('keeps the opening of a long call', () => {
+    const t = transcriptOf([['caller', 'My name is Lee Park and I want to cancel order number ZX-1001 please.']]);
+    for (let i = 0; i < 600; i++) t.add({ speaker: i % 2 ? 'caller' : 'agent_a', text: `filler ${i}` });
+    const s = buildFallbackSummary(t.all()).summary;
+    expect(s.caller.name).toBe('Lee Park');
+    expect(s.intent).toContain('cancel order number ZX-1001');
+  });
+
   it('stays cheap on a long call (bounded window)', () => {
     const t = new Transcript();
     for (let i = 0; i < 5_000; i++) {
       t.add({ speaker: i % 2 ? 'caller' : 'agent_a', text: `turn ${i}: my order number is ORD-${i} and I am still waiting, this is frustrating?` });
     }
     const turns = t.all();
-    buildFallbackSummary(turns); // warm up
-    const start = performance.now();
-    buildFallbackSummary(turns);
-    expect(performance.now() - start).toBeLessThan(25);
+    // The fastest of a few runs: on a busy machine any single run can be preempted.
+    let fastest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 7; i++) {
+      const start = performance.now();
+      buildFallbackSummary(turns);
+      fastest = Math.min(fastest, performance.now() - start);
+    }
+    expect(fastest).toBeLessThan(10);
   });
 });
 

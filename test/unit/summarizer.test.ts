@@ -227,7 +227,7 @@ describe.each(['worker', 'in-thread'] as const)('Summarizer at transfer time (ro
 
   it('returns at the deadline, and the late summary still arrives as an update', async () => {
     const s = summarizer(call(BASIC_CALL));
-    standin.setLatency({ firstTokenMs: 600, tokensPerSec: 100_000 });
+    standin.setLatency({ firstTokenMs: 1_000, tokensPerSec: 100_000 });
     standin.enqueueChat(reply());
     const late = nextUpdate(s);
     const started = performance.now();
@@ -235,7 +235,7 @@ describe.each(['worker', 'in-thread'] as const)('Summarizer at transfer time (ro
     const waited = performance.now() - started;
     expect(result).toMatchObject({ source: 'fallback', fallbackReason: 'deadline' });
     expect(waited).toBeGreaterThanOrEqual(140);
-    expect(waited).toBeLessThan(400);
+    expect(waited).toBeLessThan(700); // well before the reply (1 s), with room for a busy machine
     const refined = await late;
     expect(refined).toMatchObject({ source: 'llm', coveredThroughSeq: 3 });
     expect(s.current().source).toBe('llm');
@@ -250,7 +250,7 @@ describe.each(['worker', 'in-thread'] as const)('Summarizer at transfer time (ro
     const started = performance.now();
     controller.abort();
     const result = await pending;
-    expect(performance.now() - started).toBeLessThan(50);
+    expect(performance.now() - started).toBeLessThan(250); // at once, not at the 5 s deadline
     expect(result).toMatchObject({ source: 'fallback', fallbackReason: 'cancelled' });
     await vi.waitFor(() => expect(s.stats().inFlight).toBeNull(), { timeout: 2_000 });
     expect(standin.chatRequests()).toHaveLength(1);
@@ -341,7 +341,27 @@ describe('Summarizer rolling', () => {
     t.add({ speaker: 'caller', text: 'two' });
     await second;
     const [a, b] = standin.chatRequests();
-    expect(b!.at - a!.at).toBeGreaterThanOrEqual(290);
+    // 300 ms between starts; arrival times add a few ms of transit jitter either way.
+    expect(b!.at - a!.at).toBeGreaterThanOrEqual(280);
+  });
+
+  it('backs off after a failed rolling request', async () => {
+    standin.setChatResponder(echoCoverage);
+    await summarizer(call(BASIC_CALL)).forTransfer(); // warm the transport (see above)
+    standin.reset();
+    standin.setChatResponder(echoCoverage);
+    const t = new Transcript();
+    const s = summarizer(t, { rolling: true, debounceMs: 5, minIntervalMs: 150, maxRetries: 0 });
+    standin.failNext('chat', { error: { status: 503 } });
+    t.add({ speaker: 'caller', text: 'one' });
+    await vi.waitFor(() => expect(s.stats().lastFailure).toBe('http_503'), { timeout: 2_000 });
+    const recovered = nextUpdate(s);
+    t.add({ speaker: 'caller', text: 'two' });
+    expect((await recovered).summary.intent).toBe('through 2');
+    const [a, b] = standin.chatRequests();
+    // One failure doubles the interval: 300 ms instead of 150 (margin for HTTP transit jitter).
+    expect(b!.at - a!.at).toBeGreaterThanOrEqual(250);
+    expect(s.stats().lastFailure).toBeNull();
   });
 
   it('stops rolling at the token budget; the transfer still gets one request', async () => {
