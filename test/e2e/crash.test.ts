@@ -26,6 +26,11 @@ describe('worker crash during a transfer', () => {
     await caller.say(`I need to ${TRANSFER_PHRASE}.`);
     const offered = await agentB.offers.waitFor(() => true, 20_000, 'the offer');
     await agentB.summaries.waitFor(() => true, 20_000, 'the summary: Agent B is being briefed');
+    // Crash only once the briefing is on record: a write still queued in memory dies with the process.
+    await eventually(async () => (await rig.store.getTransfer(offered.offer.transferId))?.transfer.phase === 'briefing', {
+      timeoutMs: 20_000,
+      what: 'the briefing phase to be recorded',
+    });
 
     await rig.crashAndRestartWorker();
 
