@@ -346,6 +346,14 @@ export const CONFIG_VARS = {
     secret: true,
     parse: (raw) => raw?.trim() || undefined,
   } satisfies VarSpec<string | undefined>,
+  databaseSpoolDir: {
+    name: 'DATABASE_SPOOL_DIR',
+    description:
+      'Where records the database could not take are kept on disk until any worker process on this host can write them (replayed at start and every 30 s).',
+    expected: 'a directory path',
+    defaultText: '<db file>.spool/ (file:), data/spool/ (remote)',
+    parse: (raw) => raw?.trim() || undefined,
+  } satisfies VarSpec<string | undefined>,
   logLevel: {
     name: 'LOG_LEVEL',
     description: 'Log level of the worker and its jobs.',
@@ -375,7 +383,7 @@ export interface WorkerConfig {
     holdMessage: string;
     holdMusicFile?: string;
   };
-  database: { url: string; authToken?: string };
+  database: { url: string; authToken?: string; spoolDir?: string };
   /** The handoff summarizer's settings (SUMMARY_* and GROQ_SUMMARY_MODEL; see SUMMARY_VAR_DOCS). */
   summary: SummarizerSettings;
   logLevel: string;
@@ -450,7 +458,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       holdMessage: v.holdMessage,
       holdMusicFile: v.holdMusicFile,
     },
-    database: { url: v.databaseUrl, authToken: v.databaseAuthToken },
+    database: { url: v.databaseUrl, authToken: v.databaseAuthToken, spoolDir: v.databaseSpoolDir },
     summary,
     logLevel: v.logLevel,
   };

@@ -7,6 +7,7 @@ import { type AudioFrame, ParticipantKind, type RemoteParticipant } from '@livek
 import { RoomServiceClient } from 'livekit-server-sdk';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type TransferStore, openTransferStore } from '../db/store.js';
+import { settledWithin } from './async-utils.js';
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
 import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS } from './frontline.js';
@@ -35,7 +36,7 @@ interface ProcessData extends Record<string, unknown> {
 async function openStore(log: Logger): Promise<TransferStore | undefined> {
   try {
     const config = loadConfig();
-    return await openTransferStore({ url: config.database.url, authToken: config.database.authToken, log });
+    return await openTransferStore({ url: config.database.url, authToken: config.database.authToken, spoolDir: config.database.spoolDir, log });
   } catch (err) {
     // Calls must go on without the database; the store's own queue covers outages after opening.
     log.error({ err }, 'could not open the transfer record store; transfers in this process will not be recorded');
@@ -197,7 +198,11 @@ export default defineAgent({
       );
       summarizer.close();
       await desk.close();
-      await store?.flush(RECORD_FLUSH_TIMEOUT_MS);
+      // Let a running transfer write its outcome first (bounded), then seal the records: close()
+      // also spools what the database could not take, for another process to replay.
+      const running = controller?.current;
+      if (running) await settledWithin(running, RECORD_FLUSH_TIMEOUT_MS, undefined);
+      await store?.close(RECORD_FLUSH_TIMEOUT_MS);
     });
 
     // A restarted job: a transfer this room had under a job that died is ended and explained.

@@ -26,7 +26,7 @@ try {
 // The worker's main process looks after transfers whose worker died (see agent/recovery.ts).
 if (process.argv.includes('start') || process.argv.includes('dev')) {
   const workerConfig = config;
-  void openTransferStore({ url: workerConfig.database.url, authToken: workerConfig.database.authToken })
+  void openTransferStore({ url: workerConfig.database.url, authToken: workerConfig.database.authToken, spoolDir: workerConfig.database.spoolDir })
     .then((store) => {
       const dispatch = new AgentDispatchClient(workerConfig.livekit.apiUrl, workerConfig.livekit.apiKey, workerConfig.livekit.apiSecret);
       startStaleTransferSweeper({

@@ -78,6 +78,10 @@ const AGENT_KIND = 4; // ParticipantInfo_Kind.AGENT
  * `dispatched` remembers what this sweeper already sent an agent for.
  */
 export async function sweepStaleTransfers(ports: SweepPorts, dispatched: Map<string, number>, now = Date.now()): Promise<void> {
+  // Records may still be on their way (queued, or spooled by a process that exited during a
+  // database outage): a transfer whose heartbeats sit in a spool only looks stale. Judge next tick.
+  await ports.store.replaySpool();
+  if ((await ports.store.flush(5_000)) > 0 || (await ports.store.spoolBacklog()) > 0) return;
   const stale = await ports.store.listOpenTransfers({ staleBeforeMs: now - STALE_AFTER_MS });
   for (const t of stale) {
     const lastSign = t.heartbeatAt ?? t.updatedAt ?? t.requestedAt ?? 0;

@@ -84,3 +84,24 @@ export function describeTarget(target: DatabaseTarget): string {
   }
   return target.kind === 'memory' ? ':memory:' : target.path;
 }
+
+/**
+ * Where a store keeps the writes it could not store (see db/spool.ts), or null for none:
+ * `explicit` (the `spoolDir` option; false turns the spool off), else `DATABASE_SPOOL_DIR`, else
+ * `<database file>.spool/` next to a file database (the spool then goes wherever the database
+ * goes) and `data/spool/` under `cwd` for a remote one. A private `:memory:` database gets none
+ * unless asked for: it dies with its process, so there is nothing another store could replay into.
+ */
+export function resolveSpoolDir(
+  target: DatabaseTarget,
+  explicit: string | false | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): string | null {
+  if (explicit === false) return null;
+  if (explicit !== undefined && explicit.trim() !== '') return path.resolve(cwd, explicit.trim());
+  const fromEnv = env.DATABASE_SPOOL_DIR?.trim();
+  if (target.kind === 'memory') return null;
+  if (fromEnv) return path.resolve(cwd, fromEnv);
+  return target.kind === 'file' ? `${target.path}.spool` : path.resolve(cwd, 'data', 'spool');
+}

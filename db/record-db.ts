@@ -17,7 +17,7 @@ import {
   openTransfersStatement,
   statementsFor,
   transferFromRow,
-  updateIndexOf,
+  unmatchedCheckOf,
 } from './statements.js';
 import type {
   OpenTransfersQuery,
@@ -81,16 +81,22 @@ export class RecordDb implements RecordReads {
   /** All writes in one transaction, in order: either all are stored or none. */
   async write(ops: WriteOp[]): Promise<WriteResult> {
     const stmts: InStatement[] = [];
-    const checks: { key: string; index: number }[] = [];
+    const checks: { key: string; update: number; fresh: number | undefined }[] = [];
     for (const op of ops) {
       const opStmts = statementsFor(op);
-      const updateIndex = updateIndexOf(op);
-      if (updateIndex !== undefined) checks.push({ key: op.key, index: stmts.length + updateIndex });
+      const check = unmatchedCheckOf(op);
+      if (check !== undefined) {
+        const base = stmts.length;
+        checks.push({ key: op.key, update: base + check.update, fresh: check.fresh === undefined ? undefined : base + check.fresh });
+      }
       stmts.push(...opStmts);
     }
     if (stmts.length === 0) return { unmatched: [] };
     const results = await this.guard(() => this.client.batch(stmts, 'write'));
-    const unmatched = checks.filter((c) => results[c.index]?.rowsAffected === 0).map((c) => c.key);
+    // a write applied before (a retry, a replay) changes no row either, and is no news
+    const unmatched = checks
+      .filter((c) => results[c.update]?.rowsAffected === 0 && (c.fresh === undefined || results[c.fresh]?.rowsAffected !== 0))
+      .map((c) => c.key);
     return { unmatched };
   }
 

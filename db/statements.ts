@@ -1,7 +1,17 @@
 /**
  * SQL for every store operation, kept apart from how and where it is executed (database thread,
- * remote client, benchmark baseline). Writes are written to be safe to apply twice: a retried
- * attempt whose first try committed but lost its reply must not change the result.
+ * remote client, benchmark baseline). A write may arrive more than once: retried after an attempt
+ * that committed but lost its reply, or replayed from a spool file (db/spool.ts). Arriving again
+ * must not change the record:
+ * - `create` inserts only a transfer that does not exist yet, and its first event only once;
+ * - `event` does nothing when `transfer_events` already holds its key (`op_key`): neither a second
+ *   row nor a second move of the phase (a late copy of an old event would move it back);
+ * - `finish` only ends a transfer that has no outcome (the first wins);
+ * - `touch` moves the heartbeat forward only, and takes the owner from the newest heartbeat;
+ * - `consultRoom`, `agentB`, `summary` set their value again. A replay applies one writer's
+ *   writes in the order they were made, and a spool file holds every later write of its transfers
+ *   that was stored before the file was dropped, so the last value set is still the newest (see
+ *   db/spool.ts for the one narrow exception).
  */
 import type { InStatement, InValue, Row } from '@libsql/client';
 import type { TransferPhase } from '../agent/transfer-state.js';
@@ -47,8 +57,9 @@ function insertEvent(
 }
 
 /**
- * The statements of one write. The last statement of update-type writes is the UPDATE whose
- * affected-row count tells whether the transfer existed (see `updateIndexOf`).
+ * The statements of one write, to run in order in one transaction. `unmatchedCheckOf` says which
+ * of them tell whether the transfer existed. `updated_at` only moves forward: a write set again
+ * (a replay) must not make a transfer look older than it is (stale-transfer sweeps read it).
  */
 export function statementsFor(op: WriteOp): InStatement[] {
   switch (op.kind) {
@@ -94,21 +105,21 @@ export function statementsFor(op: WriteOp): InStatement[] {
     case 'consultRoom':
       return [
         {
-          sql: 'UPDATE transfers SET consult_room = ?, updated_at = ? WHERE id = ?',
+          sql: 'UPDATE transfers SET consult_room = ?, updated_at = MAX(updated_at, ?) WHERE id = ?',
           args: [op.consultRoom, op.at, op.id],
         },
       ];
     case 'agentB':
       return [
         {
-          sql: 'UPDATE transfers SET agent_b_identity = ?, agent_b_kind = ?, updated_at = ? WHERE id = ?',
+          sql: 'UPDATE transfers SET agent_b_identity = ?, agent_b_kind = ?, updated_at = MAX(updated_at, ?) WHERE id = ?',
           args: [op.identity, op.agentKind, op.at, op.id],
         },
       ];
     case 'summary':
       return [
         {
-          sql: `UPDATE transfers SET summary_json = ?, brief = ?, summary_source = ?, summary_model = ?, updated_at = ?
+          sql: `UPDATE transfers SET summary_json = ?, brief = ?, summary_source = ?, summary_model = ?, updated_at = MAX(updated_at, ?)
                 WHERE id = ?`,
           args: [json(op.summary), op.brief, op.source, op.model, op.at, op.id],
         },
@@ -116,17 +127,19 @@ export function statementsFor(op: WriteOp): InStatement[] {
     case 'event': {
       const column = PHASE_COLUMN[op.phase];
       return [
-        insertEvent(op.id, op.phase, op.at, op.detail, op.key),
         {
-          // A finished transfer stays `ended`: late events (cleanup after the outcome) are logged
-          // in the timeline but do not reopen it. The first time a phase is entered wins.
+          // Before the insert, so that "its row exists" means "applied before": a replayed old
+          // event must not move the phase back. A finished transfer stays `ended`: late events
+          // (cleanup after the outcome) are logged in the timeline but do not reopen it. The
+          // first time a phase is entered wins.
           sql: `UPDATE transfers
                 SET phase = CASE WHEN outcome IS NULL THEN ? ELSE phase END,
                     ${column} = COALESCE(${column}, ?),
-                    updated_at = ?
-                WHERE id = ?`,
-          args: [op.phase, op.at, op.at, op.id],
+                    updated_at = MAX(updated_at, ?)
+                WHERE id = ? AND NOT EXISTS (SELECT 1 FROM transfer_events WHERE op_key = ?)`,
+          args: [op.phase, op.at, op.at, op.id, op.key],
         },
+        insertEvent(op.id, op.phase, op.at, op.detail, op.key),
       ];
     }
     case 'finish':
@@ -141,7 +154,7 @@ export function statementsFor(op: WriteOp): InStatement[] {
           'EXISTS (SELECT 1 FROM transfers WHERE id = ?1 AND outcome IS NULL)',
         ),
         {
-          sql: `UPDATE transfers SET outcome = ?, reason = ?, phase = 'ended', ended_at = ?, updated_at = ?
+          sql: `UPDATE transfers SET outcome = ?, reason = ?, phase = 'ended', ended_at = ?, updated_at = MAX(updated_at, ?)
                 WHERE id = ? AND outcome IS NULL`,
           args: [op.outcome, op.reason, op.at, op.at, op.id],
         },
@@ -149,28 +162,31 @@ export function statementsFor(op: WriteOp): InStatement[] {
     case 'touch':
       return [
         {
+          // Both sides see the row as it was: an older heartbeat (a late replay) changes nothing.
           sql: `UPDATE transfers SET heartbeat_at = MAX(COALESCE(heartbeat_at, 0), ?),
-                  owner_worker_id = COALESCE(?, owner_worker_id)
+                  owner_worker_id = CASE WHEN ? >= COALESCE(heartbeat_at, 0) THEN COALESCE(?, owner_worker_id)
+                                         ELSE owner_worker_id END
                 WHERE id = ?`,
-          args: [op.at, op.ownerWorkerId, op.id],
+          args: [op.at, op.at, op.ownerWorkerId, op.id],
         },
       ];
   }
 }
 
 /**
- * Index (within `statementsFor(op)`) of the UPDATE whose zero row count means "no such transfer",
- * or undefined for writes where zero rows is normal (create, finish after finish).
+ * Which statements of `statementsFor(op)` tell that a write matched no transfer: `update` changed
+ * no row, although `fresh` (when given) shows that the write was applied now, not skipped as
+ * applied before. Undefined for writes where zero rows is normal (create, finish after finish).
  */
-export function updateIndexOf(op: WriteOp): number | undefined {
+export function unmatchedCheckOf(op: WriteOp): { update: number; fresh?: number } | undefined {
   switch (op.kind) {
+    case 'event':
+      return { update: 0, fresh: 1 };
     case 'consultRoom':
     case 'agentB':
     case 'summary':
     case 'touch':
-      return 0;
-    case 'event':
-      return 1;
+      return { update: 0 };
     case 'create':
     case 'finish':
       return undefined;

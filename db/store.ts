@@ -5,6 +5,8 @@
  * stored or queued for retry, and never rejects. Writes apply in call order. In file/:memory: mode
  * the database runs on its own thread; remote databases (Turso, sqld) are used from this thread.
  * Reads (history, recovery sweeps) are not in the call path and do reject on database errors.
+ * Writes the database does not take in time also go to a spool on disk, which any store on the
+ * host replays once it can write (db/spool.ts): a process may end during an outage.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -16,8 +18,9 @@ import {
   type TransferPhase,
 } from '../agent/transfer-state.js';
 import { DirectBackend, ThreadBackend, type Backend } from './backend.js';
-import { DEFAULT_BUSY_TIMEOUT_MS, describeTarget, resolveDatabaseTarget } from './config.js';
+import { DEFAULT_BUSY_TIMEOUT_MS, describeTarget, resolveDatabaseTarget, resolveSpoolDir } from './config.js';
 import { classifyError, errorCode, isAuthError } from './errors.js';
+import { Spool, type SpoolStats } from './spool.js';
 import {
   SUMMARY_SOURCES,
   type AgentBInput,
@@ -42,6 +45,7 @@ import {
 } from './write-queue.js';
 
 export type { StoreLogger, WriteOutcome, WriteQueueStats, RetryPolicy } from './write-queue.js';
+export type { SpoolStats } from './spool.js';
 export type * from './types.js';
 
 export interface OpenTransferStoreOptions {
@@ -57,7 +61,19 @@ export interface OpenTransferStoreOptions {
   retry?: Partial<RetryPolicy>;
   /** A write call waits at most this long for its first attempt. Default 1000. */
   ackTimeoutMs?: number;
+  /**
+   * Where writes not stored in time wait on disk for a store that can write them (db/spool.ts);
+   * false: nowhere. Default: `DATABASE_SPOOL_DIR`, else `<database file>.spool/` for a file
+   * database, `data/spool/` (under the working directory) for a remote one, none for `:memory:`.
+   */
+  spoolDir?: string | false;
+  /** A write not stored this long after it was made goes to the spool. Default 2000. */
+  spoolAfterMs?: number;
+  /** How often to look for spool files that other processes left. Default 30 000. */
+  spoolReplayIntervalMs?: number;
 }
+
+const DEFAULT_SPOOL_AFTER_MS = 2_000;
 
 export interface TransferStore {
   /** Where the records go (a path, `:memory:`, or the remote host; never a token). */
@@ -81,12 +97,31 @@ export interface TransferStore {
   /** Writes not yet stored. */
   pendingWrites(): number;
   stats(): WriteQueueStats;
+  /** Writes this store put in its spool, and took from spool files (zeros without a spool). */
+  spoolStats(): SpoolStats;
+  /** The spool directory, or null when this store has none. */
+  readonly spoolDir: string | null;
+  /**
+   * Replays spool files now (the store also does at open, every 30 s, and when its database comes
+   * back). Resolves with how many writes it queued from them, once queued: `flush` stores them.
+   */
+  replaySpool(): Promise<number>;
+  /**
+   * How many spool files of this database wait on this host (0 without a spool). While there are
+   * any, some records are not in the database yet: e.g. a sweep that ends transfers whose
+   * heartbeat stopped should wait.
+   */
+  spoolBacklog(): Promise<number>;
   /**
    * Tries to store everything within `timeoutMs` (default 5000) and resolves with how many writes
-   * are left. Those are logged whole (one JSON line each) and stay queued for retry.
+   * are left. Those are put in the spool, logged whole (one JSON line each) and stay queued for
+   * retry: if the process ends now, another store writes them.
    */
   flush(timeoutMs?: number): Promise<number>;
-  /** Flushes, logs whole every write not stored (and not logged by an earlier flush), shuts down. */
+  /**
+   * Flushes, stops, and leaves what it could not store in a sealed spool file, which any store on
+   * this database replays (and logs each of those writes whole, unless an earlier flush did).
+   */
   close(timeoutMs?: number): Promise<void>;
 }
 
@@ -115,13 +150,35 @@ export async function openTransferStore(opts: OpenTransferStoreOptions): Promise
     log.warn({ err, location }, 'transfer database unavailable at start-up; records will be queued and retried');
   }
 
+  // The queue reports to the store, which is made after it.
+  let store: QueuedTransferStore | undefined;
   const queue = new WriteQueue({
     write: (ops) => backend.write(ops),
     log,
     ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
     ...(opts.ackTimeoutMs !== undefined ? { ackTimeoutMs: opts.ackTimeoutMs } : {}),
+    onDone: (ops) => store?.spool?.done(ops),
+    onFailure: () => store?.checkSpool(),
+    // the database is back: files that others could not write can be written now
+    onRecovered: () => void store?.spool?.replay(),
   });
-  return new QueuedTransferStore(location, backend, queue, log);
+  const spoolDir = resolveSpoolDir(target, opts.spoolDir);
+  const spool =
+    spoolDir === null
+      ? undefined
+      : new Spool({
+          dir: spoolDir,
+          database: location,
+          log,
+          pending: () => queue.pendingOps(),
+          isPending: (key) => queue.has(key),
+          enqueue: (op) => void queue.enqueue(op),
+          canClaim: () => queue.failures === 0,
+          ...(opts.spoolReplayIntervalMs !== undefined ? { replayIntervalMs: opts.spoolReplayIntervalMs } : {}),
+        });
+  store = new QueuedTransferStore(location, backend, queue, log, spool, opts.spoolAfterMs ?? DEFAULT_SPOOL_AFTER_MS);
+  spool?.start();
+  return store;
 }
 
 async function defaultLogger(): Promise<StoreLogger> {
@@ -137,12 +194,20 @@ class QueuedTransferStore implements TransferStore {
   /** Keys of pending records already logged whole by a flush that ran out of time. */
   private readonly loggedKeys = new Set<string>();
 
+  private spoolTimer: NodeJS.Timeout | undefined;
+
   constructor(
     readonly location: string,
     private readonly backend: Backend,
     private readonly queue: WriteQueue,
     private readonly log: StoreLogger,
+    readonly spool: Spool | undefined,
+    private readonly spoolAfterMs: number,
   ) {}
+
+  get spoolDir(): string | null {
+    return this.spool?.dir ?? null;
+  }
 
   createTransfer(transfer: NewTransfer): Promise<WriteOutcome> {
     const at = Date.now();
@@ -247,22 +312,72 @@ class QueuedTransferStore implements TransferStore {
   stats(): WriteQueueStats {
     return this.queue.stats();
   }
+  spoolStats(): SpoolStats {
+    return this.spool?.stats() ?? { spooled: 0, replayed: 0 };
+  }
+  replaySpool(): Promise<number> {
+    return this.spool?.replay() ?? Promise.resolve(0);
+  }
+  spoolBacklog(): Promise<number> {
+    return this.spool?.backlog() ?? Promise.resolve(0);
+  }
+
   async flush(timeoutMs = 5_000): Promise<number> {
     const left = await this.queue.flush(timeoutMs);
-    // if the process ends now (flush is what shutdown paths call), the records are in the log
-    if (left > 0) this.logUnwritten('transfer record not written yet; it stays queued and is retried');
+    if (left > 0) {
+      // if the process ends now (flush is what shutdown paths call), another store writes them
+      if (await this.spool?.persist()) {
+        this.log.warn(
+          { pending: left, spool: this.spool?.dir },
+          'transfer records not stored yet are in the spool; they stay queued, and any store on this database writes them if this process ends',
+        );
+      }
+      this.logUnwritten('transfer record not written yet; it stays queued and is retried');
+    }
     return left;
   }
 
   async close(timeoutMs = 5_000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.spoolTimer);
+    // no new claims while closing; a claim in progress ends with its writes in the queue
+    await this.spool?.stop();
     const left = await this.queue.flush(timeoutMs);
+    if (left > 0) this.queue.stop();
+    const sealed = await this.spool?.seal();
     if (left > 0) {
-      this.queue.stop();
+      if (sealed?.durable) {
+        this.log.warn(
+          { pending: left, file: sealed.file },
+          'transfer records not stored are in the spool; the next store to open on this database writes them',
+        );
+      }
       this.logUnwritten('transfer record not written');
     }
     await this.backend.close();
+  }
+
+  /**
+   * Spools the queued writes once the oldest has waited `spoolAfterMs`: time, not a count of
+   * failed attempts, because an attempt on a locked file lasts the whole busy timeout (5 s), while
+   * an unreachable server fails in milliseconds. Called on every write and failed attempt.
+   */
+  checkSpool(): void {
+    if (this.spool === undefined || this.closed) return;
+    const since = this.queue.oldestSince();
+    if (since === undefined) return;
+    const wait = since + this.spoolAfterMs - Date.now();
+    if (wait <= 0) {
+      this.spool.persistSoon();
+    } else if (this.queue.failures > 0 && this.spoolTimer === undefined) {
+      // failing, with nothing else to call us back in time
+      this.spoolTimer = setTimeout(() => {
+        this.spoolTimer = undefined;
+        this.checkSpool();
+      }, wait);
+      this.spoolTimer.unref();
+    }
   }
 
   /** Logs each pending record whole, one line each; a record already logged is not repeated. */
@@ -302,7 +417,9 @@ class QueuedTransferStore implements TransferStore {
       );
       return Promise.resolve('rejected');
     }
-    return this.queue.enqueue(op);
+    const outcome = this.queue.enqueue(op);
+    this.checkSpool();
+    return outcome;
   }
 }
 

@@ -36,6 +36,12 @@ export interface WriteQueueOptions {
   maxBatch?: number;
   /** A caller waits at most this long for an attempt before its write counts as queued. */
   ackTimeoutMs?: number;
+  /** Writes left the queue for good: stored, or rejected by the database (and logged). */
+  onDone?: (ops: WriteOp[]) => void;
+  /** An attempt failed and its writes stay queued; `failures` counts consecutive failed attempts. */
+  onFailure?: (failures: number) => void;
+  /** The first attempt after a run of failures went through. */
+  onRecovered?: () => void;
 }
 
 export interface WriteQueueStats {
@@ -50,6 +56,8 @@ export interface WriteQueueStats {
 interface Entry {
   op: WriteOp;
   settle: ((outcome: WriteOutcome) => void) | undefined;
+  /** When it was queued (ms since the epoch). */
+  since: number;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { baseMs: 250, maxMs: 30_000 };
@@ -60,13 +68,15 @@ const OUTAGE_LOG_INTERVAL_MS = 30_000;
 
 export class WriteQueue {
   private readonly entries: Entry[] = [];
+  /** Keys of the queued writes, so that a write handed in twice (a replay) is noticed. */
+  private readonly keys = new Set<string>();
   private readonly retry: RetryPolicy;
   private readonly maxBatch: number;
   private readonly ackTimeoutMs: number;
   private running = false;
   private retryTimer: NodeJS.Timeout | undefined;
   /** Consecutive failed attempts; > 0 means the database is currently failing. */
-  private failures = 0;
+  private failureCount = 0;
   private outageStartedAt = 0;
   private lastOutageLogAt = 0;
   /** After a batch failed for a reason of its own, the next N writes go one by one to find it. */
@@ -93,17 +103,33 @@ export class WriteQueue {
     return { pending: this.entries.length, ...this.counters };
   }
 
-  /** The remaining writes, oldest first (for the last log line when they cannot be written). */
+  /** Consecutive failed attempts: 0 while the database takes writes. */
+  get failures(): number {
+    return this.failureCount;
+  }
+
+  /** When the oldest queued write was queued, or undefined when none is. */
+  oldestSince(): number | undefined {
+    return this.entries[0]?.since;
+  }
+
+  /** Whether a write with this key is queued. */
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+
+  /** The remaining writes, oldest first (for the spool, and the last log line). */
   pendingOps(): WriteOp[] {
     return this.entries.map((e) => e.op);
   }
 
   enqueue(op: WriteOp): Promise<WriteOutcome> {
     return new Promise<WriteOutcome>((resolve) => {
-      const entry: Entry = { op, settle: resolve };
+      const entry: Entry = { op, settle: resolve, since: Date.now() };
       this.entries.push(entry);
+      this.keys.add(op.key);
       // during an outage or a slow attempt there is no point in waiting: it is queued
-      if (this.failures > 0 || this.slow) settle(entry, 'queued');
+      if (this.failureCount > 0 || this.slow) settle(entry, 'queued');
       this.warnOnGrowth();
       this.kick();
     });
@@ -181,12 +207,14 @@ export class WriteQueue {
       const result = await this.opts.write(batch.map((e) => e.op));
       // only this loop removes entries, so the batch is still at the head
       this.entries.splice(0, size);
+      for (const entry of batch) this.keys.delete(entry.op.key);
       if (this.isolate > 0) this.isolate -= size;
       this.counters.stored += size;
       for (const entry of batch) settle(entry, 'stored');
-      if (this.failures > 0) this.recovered();
+      if (this.failureCount > 0) this.recovered();
       if (this.entries.length === 0) this.growthWarned = 0;
       if (result.unmatched.length > 0) this.warnUnmatched(batch, result.unmatched);
+      this.notify(() => this.opts.onDone?.(batch.map((e) => e.op)));
     } catch (err) {
       this.counters.failedAttempts++;
       this.failed(batch, err);
@@ -207,19 +235,21 @@ export class WriteQueue {
       const [entry] = batch;
       if (entry === undefined) return;
       this.entries.shift();
+      this.keys.delete(entry.op.key);
       if (this.isolate > 0) this.isolate--;
       this.counters.rejected++;
       this.opts.log
         .child({ transferId: transferIdOf(entry.op) })
         .error({ err, record: entry.op }, 'transfer record rejected by the database; the record follows in full');
       settle(entry, 'rejected');
+      this.notify(() => this.opts.onDone?.([entry.op]));
       return;
     }
 
-    this.failures++;
+    this.failureCount++;
     if (this.stopped) return;
     const now = Date.now();
-    if (this.failures === 1) {
+    if (this.failureCount === 1) {
       this.outageStartedAt = now;
       this.lastOutageLogAt = now;
       this.opts.log.warn(
@@ -229,13 +259,14 @@ export class WriteQueue {
     } else if (now - this.lastOutageLogAt >= OUTAGE_LOG_INTERVAL_MS) {
       this.lastOutageLogAt = now;
       this.opts.log.warn(
-        { err, pending: this.entries.length, failedAttempts: this.failures, sinceMs: now - this.outageStartedAt },
+        { err, pending: this.entries.length, failedAttempts: this.failureCount, sinceMs: now - this.outageStartedAt },
         'transfer records still cannot be written; retrying',
       );
     }
     for (const entry of this.entries) settle(entry, 'queued');
+    this.notify(() => this.opts.onFailure?.(this.failureCount));
 
-    let delay = Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** Math.min(this.failures - 1, 30));
+    let delay = Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** Math.min(this.failureCount - 1, 30));
     delay = delay * (0.8 + Math.random() * 0.4); // jitter: many workers should not retry in step
     if (this.flushDeadline > now) delay = Math.min(delay, this.flushDeadline - now);
     const timer = setTimeout(() => {
@@ -249,10 +280,11 @@ export class WriteQueue {
 
   private recovered(): void {
     this.opts.log.info(
-      { failedAttempts: this.failures, outageMs: Date.now() - this.outageStartedAt, pending: this.entries.length },
+      { failedAttempts: this.failureCount, outageMs: Date.now() - this.outageStartedAt, pending: this.entries.length },
       'transfer records are being written again',
     );
-    this.failures = 0;
+    this.failureCount = 0;
+    this.notify(() => this.opts.onRecovered?.());
   }
 
   private warnUnmatched(batch: Entry[], keys: string[]): void {
@@ -273,6 +305,15 @@ export class WriteQueue {
         { pending: this.entries.length },
         'transfer record queue is long: the database is slow or unavailable; nothing is dropped',
       );
+    }
+  }
+
+  /** Runs an observer; its failure is logged, never taken for a failed write (which would be retried). */
+  private notify(observer: () => void): void {
+    try {
+      observer();
+    } catch (err) {
+      this.opts.log.error({ err }, 'transfer record queue observer failed');
     }
   }
 

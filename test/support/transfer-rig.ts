@@ -106,7 +106,8 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
     ...env,
   };
   const worker = await startWorker({ echo: process.env.WT_ECHO_WORKER === '1', env: workerEnv });
-  const store = await openTransferStore({ url: dbUrl });
+  // spoolDir false: the test process must never replay the worker's spooled records itself.
+  const store = await openTransferStore({ url: dbUrl, spoolDir: false });
   const rig: Rig = {
     server,
     groq,
