@@ -3,8 +3,9 @@
  *
  * The worker joins the consult room as its own participant (`wt-brief-<transferId>`), runs a small
  * briefing agent there that speaks the brief, sends the full summary to Agent B's console, and
- * answers questions about the call, and waits for Agent B's decision: connect (by RPC or by voice),
- * decline, or leaving.
+ * answers questions about the call, and waits for Agent B's decision: connect (by RPC, by voice, or
+ * on a phone by DTMF), decline, or leaving. In assist mode the human Agent A is here too (an
+ * observer: it gets the summary and can ask for the brief to be read aloud).
  */
 import { llm, voice } from '@livekit/agents';
 import { type RemoteParticipant, Room, RoomEvent, RpcError, type RpcInvocationData } from '@livekit/rtc-node';
@@ -14,6 +15,7 @@ import {
   ConnectSchema,
   DeclineSchema,
   RPC,
+  ReadBriefSchema,
   RPC_ERROR,
   type StatusMessage,
   type SummaryMessage,
@@ -21,10 +23,12 @@ import {
   parsePayload,
 } from './contract.js';
 import type { Logger } from './log.js';
+import { PHONE_DECISION_PROMPT, decisionFromDtmf, looksLikeVoicemail } from './sip.js';
 
 export type BriefingDecision =
-  | { kind: 'connect'; via: 'rpc' | 'voice' }
+  | { kind: 'connect'; via: 'rpc' | 'voice' | 'dtmf' }
   | { kind: 'decline'; reason: string }
+  | { kind: 'voicemail' }
   | { kind: 'left' };
 
 export interface BriefingOptions {
@@ -33,6 +37,12 @@ export interface BriefingOptions {
   token: string;
   transferId: string;
   agentBIdentity: string;
+  /** Others who get the summary and status and may ask for the brief (a human Agent A). */
+  observers?: string[];
+  /** Speak the brief as soon as Agent B is in (otherwise only on request). */
+  speakBriefOnStart?: boolean;
+  /** Agent B is on a phone: DTMF decides, and a voicemail greeting ends the attempt. */
+  phone?: boolean;
   /** The handoff summary as sent to the console. */
   summaryMessage: SummaryMessage;
   /** What the briefing agent says first (plain text, already redacted for speaking). */
@@ -92,9 +102,18 @@ export class Briefing {
       if (p.identity === this.opts.agentBIdentity) this.#decide({ kind: 'left' });
     });
     await this.room.connect(this.opts.url, this.opts.token, { autoSubscribe: true, dynacast: false });
+    if (this.opts.phone) {
+      this.room.on(RoomEvent.DtmfReceived, (_code: number, digit: string, p: RemoteParticipant) => {
+        if (p.identity !== this.opts.agentBIdentity) return;
+        const decision = decisionFromDtmf(digit);
+        if (decision === 'connect') this.#decide({ kind: 'connect', via: 'dtmf' });
+        else if (decision === 'decline') this.#decide({ kind: 'decline', reason: 'declined on the phone keypad' });
+      });
+    }
     const local = this.room.localParticipant!;
     local.registerRpcMethod(RPC.connect, (data) => this.#onConnect(data));
     local.registerRpcMethod(RPC.decline, (data) => this.#onDecline(data));
+    local.registerRpcMethod(RPC.readBrief, (data) => this.#onReadBrief(data));
     if (this.room.remoteParticipants.has(this.opts.agentBIdentity)) this.#agentBArrived();
   }
 
@@ -109,7 +128,7 @@ export class Briefing {
     const local = this.room.localParticipant!;
     await local.sendText(JSON.stringify(this.opts.summaryMessage), {
       topic: TOPIC.summary,
-      destinationIdentities: [this.opts.agentBIdentity],
+      destinationIdentities: [this.opts.agentBIdentity, ...(this.opts.observers ?? [])],
     });
     const decide = (d: BriefingDecision) => this.#decide(d);
     const agent = new voice.Agent({
@@ -134,6 +153,15 @@ export class Briefing {
     });
     const session = new voice.AgentSession(this.opts.textOnly ? { ...this.opts.session, stt: undefined, tts: undefined, vad: null } : this.opts.session);
     this.#session = session;
+    if (this.opts.phone) {
+      // The first words from a phone that was "answered" tell a person from a voicemail box.
+      let heard = false;
+      session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
+        if (!ev.isFinal || heard) return;
+        heard = true;
+        if (looksLikeVoicemail(ev.transcript)) this.#decide({ kind: 'voicemail' });
+      });
+    }
     await session.start({
       agent,
       room: this.room,
@@ -146,7 +174,9 @@ export class Briefing {
       },
       outputOptions: { audioEnabled: !this.opts.textOnly, transcriptionEnabled: true },
     });
-    session.say(this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });
+    if (this.opts.speakBriefOnStart ?? true) {
+      session.say(this.opts.phone ? `${this.opts.spokenBrief} ${PHONE_DECISION_PROMPT}` : this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });
+    }
   }
 
   /** Say something to Agent B and wait (bounded) until it has been said. */
@@ -192,6 +222,20 @@ export class Briefing {
       throw new RpcError(RPC_ERROR.unknownTransfer, `this consult room is for transfer ${this.opts.transferId}`);
     }
     this.#decide({ kind: 'decline', reason: parsed.value.reason ?? 'declined by Agent B' });
+    return JSON.stringify({ v: CONTRACT_VERSION, ok: true });
+  }
+
+  async #onReadBrief(data: RpcInvocationData): Promise<string> {
+    if (data.callerIdentity !== this.opts.agentBIdentity && !this.opts.observers?.includes(data.callerIdentity)) {
+      throw new RpcError(RPC_ERROR.forbidden, 'only the people in this transfer may ask for the brief');
+    }
+    const parsed = parsePayload(ReadBriefSchema, data.payload);
+    if (!parsed.ok) throw new RpcError(parsed.code, parsed.message);
+    if (parsed.value.transferId !== this.opts.transferId) {
+      throw new RpcError(RPC_ERROR.unknownTransfer, `this consult room is for transfer ${this.opts.transferId}`);
+    }
+    if (!this.#session) throw new RpcError(RPC_ERROR.wrongState, 'the briefing has not started yet: Agent B is not here');
+    this.#session.say(this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });
     return JSON.stringify({ v: CONTRACT_VERSION, ok: true });
   }
 

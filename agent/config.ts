@@ -7,6 +7,7 @@
  */
 
 import { existsSync } from 'node:fs';
+import { PHONE_NUMBER_RE, SIP_RING_TIMEOUT_MAX_MS, SIP_RING_TIMEOUT_MIN_MS, type SipDefaults, TRUNK_ID_RE, normalizePhoneNumber } from './sip.js';
 import { SUMMARIZER_ENV, type SummarizerSettings, summarizerSettingsFromEnv } from './summarizer.js';
 
 export class ConfigError extends Error {
@@ -327,6 +328,38 @@ export const CONFIG_VARS = {
       return value;
     },
   } satisfies VarSpec<string | undefined>,
+  sipOutboundTrunkId: {
+    name: 'SIP_OUTBOUND_TRUNK_ID',
+    description: 'Outbound SIP trunk that phone transfer targets are dialled through, unless the target names its own trunk. Phone transfers need a server that can move participants (LiveKit Cloud).',
+    expected: 'a LiveKit outbound trunk id such as ST_abc123 (letters, digits, _ and -)',
+    defaultText: '(none)',
+    parse: (raw) => {
+      const value = raw?.trim();
+      if (!value) return undefined;
+      if (!TRUNK_ID_RE.test(value)) throw new Invalid(`is not a trunk id (got "${value}")`);
+      return value;
+    },
+  } satisfies VarSpec<string | undefined>,
+  sipCallerId: {
+    name: 'SIP_CALLER_ID',
+    description: 'Number phone transfer targets see as the caller (the SIP From number); empty uses a number of the trunk.',
+    expected: 'a phone number: E.164 such as +15551234567, or 3 to 15 digits',
+    defaultText: "(the trunk's number)",
+    parse: (raw) => {
+      const value = raw?.trim();
+      if (!value) return undefined;
+      const number = normalizePhoneNumber(value);
+      if (!PHONE_NUMBER_RE.test(number)) throw new Invalid(`is not a phone number (got "${value}")`);
+      return number;
+    },
+  } satisfies VarSpec<string | undefined>,
+  sipRingTimeoutMs: {
+    name: 'SIP_RING_TIMEOUT_MS',
+    description: 'How long a phone transfer target rings before the attempt counts as not answered.',
+    expected: `milliseconds, ${SIP_RING_TIMEOUT_MIN_MS} to ${SIP_RING_TIMEOUT_MAX_MS}`,
+    defaultText: '30000',
+    parse: (raw) => integer(raw, 30_000, SIP_RING_TIMEOUT_MIN_MS, SIP_RING_TIMEOUT_MAX_MS),
+  } satisfies VarSpec<number>,
   databaseUrl: {
     name: 'DATABASE_URL',
     description: 'Where transfer records go: file: (local SQLite), :memory:, or libsql:// / https:// / http:// (Turso, sqld).',
@@ -384,6 +417,8 @@ export interface WorkerConfig {
     holdMusicFile?: string;
   };
   database: { url: string; authToken?: string; spoolDir?: string };
+  /** Defaults for phone (SIP) transfer targets. */
+  sip: SipDefaults;
   /** The handoff summarizer's settings (SUMMARY_* and GROQ_SUMMARY_MODEL; see SUMMARY_VAR_DOCS). */
   summary: SummarizerSettings;
   logLevel: string;
@@ -459,6 +494,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       holdMusicFile: v.holdMusicFile,
     },
     database: { url: v.databaseUrl, authToken: v.databaseAuthToken, spoolDir: v.databaseSpoolDir },
+    sip: { outboundTrunkId: v.sipOutboundTrunkId, callerId: v.sipCallerId, ringTimeoutMs: v.sipRingTimeoutMs },
     summary,
     logLevel: v.logLevel,
   };

@@ -5,6 +5,7 @@
  * README documents them. Anything that does not parse is refused with a clear RPC error.
  */
 import { z } from 'zod';
+import { SipTargetSchema } from './sip.js';
 
 export const CONTRACT_VERSION = 1 as const;
 
@@ -20,6 +21,14 @@ export const RPC = {
   decline: 'warm-transfer.decline',
   /** worker -> console, consult room: join the caller room with this token (rejoin strategy). */
   join: 'warm-transfer.join',
+  /** human Agent A console -> worker, caller room (assist mode): start a transfer. */
+  start: 'warm-transfer.start',
+  /** worker -> human Agent A console, caller room: the transfer is done, leave the caller room. */
+  leave: 'warm-transfer.leave',
+  /** console (Agent A or B) -> worker, consult room: read the spoken brief aloud. */
+  readBrief: 'warm-transfer.read-brief',
+  /** worker -> AI agent target, caller room: you are on; greet the caller (answers after the greeting). */
+  greet: 'warm-transfer.greet',
 } as const;
 
 /** Text-stream topics the worker writes to consoles. */
@@ -40,6 +49,8 @@ export const ATTR = {
   skills: 'warm-transfer.skills',
   /** Milliseconds since the epoch when the console last became available: longest idle is offered first. */
   idleSince: 'warm-transfer.idle_since',
+  /** Set by an AI agent target on itself in the caller room: the transfer id it is taking over. */
+  handoff: 'warm-transfer.handoff',
 } as const;
 
 export const CONSOLE_ROLE = 'agent-b';
@@ -54,6 +65,8 @@ export const RPC_ERROR = {
   unknownTransfer: 2404,
   wrongState: 2409,
   unsupportedVersion: 2426,
+  /** Nobody can take the transfer now (no console, target not configured, server cannot move). */
+  unavailable: 2503,
 } as const;
 
 const id = z.string().min(1).max(128);
@@ -73,6 +86,8 @@ export const OfferSchema = z.object({
   attemptId: id,
   callerRoom: z.string(),
   reason: z.string().max(500),
+  /** Agent A's note for Agent B (assist mode). */
+  note: z.string().max(1000).optional(),
   skill: z.string().max(64).optional(),
   /** Where to go on accept; `workerIdentity` is the worker's participant there (for connect/decline). */
   consult: z.object({ url: z.string(), room: z.string(), token: z.string(), expiresAt: z.number(), workerIdentity: z.string() }),
@@ -122,11 +137,18 @@ export type JoinReply = z.infer<typeof JoinReplySchema>;
 export const OkReplySchema = z.object({ v: version, ok: z.literal(true) });
 export type OkReply = z.infer<typeof OkReplySchema>;
 
-export const STATUS_EVENTS = ['offered', 'briefing', 'connecting', 'completed', 'cancelled'] as const;
+export const STATUS_EVENTS = ['requested', 'offered', 'briefing', 'connecting', 'completed', 'cancelled'] as const;
+/** A consult-room pass for a human Agent A (assist mode), sent with the `offered` status. */
+export const ConsultPassSchema = z.object({ url: z.string(), room: z.string(), token: z.string(), expiresAt: z.number(), workerIdentity: z.string() });
+export type ConsultPass = z.infer<typeof ConsultPassSchema>;
 export const StatusSchema = z.object({
   v: version,
   transferId: id,
   event: z.enum(STATUS_EVENTS),
+  /** Who is being reached (console identity, phone number or agent name), when known. */
+  target: z.string().optional(),
+  /** Assist mode, to Agent A only: where the consult with Agent B takes place. */
+  consult: ConsultPassSchema.optional(),
   /** For `cancelled` (and `completed`): the transfer's outcome and why. */
   outcome: z.string().optional(),
   reason: z.string().optional(),
@@ -142,8 +164,61 @@ export const SummaryMessageSchema = z.object({
   brief: z.string(),
   source: z.enum(['llm', 'fallback']),
   generatedAt: z.number(),
+  /** Agent A's note for Agent B (assist mode). */
+  note: z.string().optional(),
 });
 export type SummaryMessage = z.infer<typeof SummaryMessageSchema>;
+
+/** Who to transfer to. `sip` dials a phone; `agent` dispatches another AI agent by name. */
+export const ParticipantTargetSchema = z
+  .object({
+    kind: z.literal('participant'),
+    /** A named console; otherwise any available one (with `skill`, if given). */
+    identity: z.string().min(1).max(256).optional(),
+    skill: z.string().min(1).max(64).optional(),
+  })
+  .strict();
+export const AgentTargetSchema = z
+  .object({
+    kind: z.literal('agent'),
+    /** The agent name the target worker registered with (explicit dispatch). */
+    agentName: z.string().min(1).max(128),
+  })
+  .strict();
+export const TransferTargetSchema = z.discriminatedUnion('kind', [ParticipantTargetSchema, SipTargetSchema, AgentTargetSchema]);
+export type TransferTarget = z.infer<typeof TransferTargetSchema>;
+
+/** Agent A's request to start a transfer (assist mode). */
+export const StartSchema = z
+  .object({
+    v: version,
+    target: TransferTargetSchema,
+    reason: z.string().min(1).max(500).optional(),
+    note: z.string().max(1000).optional(),
+  })
+  .strict();
+export type StartRequest = z.infer<typeof StartSchema>;
+export const StartReplySchema = z.object({ v: version, transferId: id });
+export type StartReply = z.infer<typeof StartReplySchema>;
+
+export const LeaveSchema = z.object({ v: version, transferId: id, reason: z.string() }).strict();
+export type LeaveRequest = z.infer<typeof LeaveSchema>;
+
+export const GreetSchema = z.object({ v: version, transferId: id }).strict();
+export type GreetRequest = z.infer<typeof GreetSchema>;
+
+export const ReadBriefSchema = z.object({ v: version, transferId: id }).strict();
+
+/** What an AI agent target gets in its dispatch metadata (job-options `handoff`). */
+export const HandoffSchema = z.object({
+  transferId: id,
+  reason: z.string().max(500),
+  note: z.string().max(1000).optional(),
+  brief: z.string().max(2000),
+  summary: z.record(z.string(), z.unknown()),
+  source: z.enum(['llm', 'fallback']),
+});
+export type Handoff = z.infer<typeof HandoffSchema>;
 
 /** Largest RPC payload the worker reads; LiveKit caps RPC payloads at 15 KiB. */
 export const MAX_RPC_PAYLOAD_BYTES = 15 * 1024;

@@ -20,18 +20,66 @@ export interface HoldOptions {
   messageTimeoutMs?: number;
 }
 
-export class CallerHold {
-  #held = false;
+/** What the transfer needs from a hold, whoever Agent A is. */
+export interface Hold {
+  readonly held: boolean;
+  start(): Promise<void>;
+  /**
+   * Music off. `resumeListening: false` keeps the AI deaf to the caller: used when the call is being
+   * handed over, so Agent A cannot answer the caller in the seconds before it leaves.
+   */
+  stop(opts?: { resumeListening?: boolean }): Promise<void>;
+}
+
+/** Loops hold music into a room on its own track; closed when the hold ends. */
+class HoldMusic {
   #player: voice.BackgroundAudioPlayer | undefined;
   #music: { stop(): void } | undefined;
+
+  constructor(
+    private readonly room: Room,
+    private readonly opts: Pick<HoldOptions, 'music' | 'musicVolume'>,
+    private readonly log: Logger,
+  ) {}
+
+  /** `stillWanted` is checked after every await: the hold may end while the music loads. */
+  async play(stillWanted: () => boolean): Promise<void> {
+    try {
+      const frames = await this.opts.music();
+      if (!stillWanted()) return;
+      const player = new voice.BackgroundAudioPlayer();
+      this.#player = player;
+      await player.start({ room: this.room });
+      if (!stillWanted()) return;
+      this.#music = player.play({ source: loopFrames(frames), volume: this.opts.musicVolume ?? 0.8 }, false);
+    } catch (err) {
+      // Silence is better than a failed transfer: the caller was told they are on hold.
+      this.log.warn({ err }, 'hold music could not be started');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#music?.stop();
+    this.#music = undefined;
+    const player = this.#player;
+    this.#player = undefined;
+    if (player) await player.close().catch((err: unknown) => this.log.warn({ err }, 'could not close hold music player'));
+  }
+}
+
+export class CallerHold implements Hold {
+  #held = false;
+  #music: HoldMusic;
   #audioInputWasEnabled = true;
 
   constructor(
     private readonly session: voice.AgentSession,
-    private readonly room: Room,
+    room: Room,
     private readonly opts: HoldOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#music = new HoldMusic(room, opts, log);
+  }
 
   get held(): boolean {
     return this.#held;
@@ -54,29 +102,72 @@ export class CallerHold {
       this.log.warn({ err }, 'hold message could not be played');
     }
     if (!this.#held) return; // taken off hold while the message played
-    try {
-      const frames = await this.opts.music();
-      if (!this.#held) return;
-      const player = new voice.BackgroundAudioPlayer();
-      this.#player = player;
-      await player.start({ room: this.room });
-      if (!this.#held) return;
-      this.#music = player.play({ source: loopFrames(frames), volume: this.opts.musicVolume ?? 0.8 }, false);
-    } catch (err) {
-      // Silence is better than a failed transfer: the caller was told they are on hold.
-      this.log.warn({ err }, 'hold music could not be started');
-    }
+    await this.#music.play(() => this.#held);
   }
 
-  /** Music off, listening back on. Safe to call any number of times, held or not. */
-  async stop(): Promise<void> {
+  /** Music off, listening back on (unless told otherwise). Safe to call any number of times. */
+  async stop(opts: { resumeListening?: boolean } = {}): Promise<void> {
     const wasHeld = this.#held;
     this.#held = false;
-    this.#music?.stop();
-    this.#music = undefined;
-    const player = this.#player;
-    this.#player = undefined;
-    if (player) await player.close().catch((err: unknown) => this.log.warn({ err }, 'could not close hold music player'));
-    if (wasHeld && this.session.input.audio) this.session.input.setAudioEnabled(this.#audioInputWasEnabled);
+    await this.#music.stop();
+    if (wasHeld && (opts.resumeListening ?? true) && this.session.input.audio) this.session.input.setAudioEnabled(this.#audioInputWasEnabled);
+  }
+}
+
+/**
+ * Hold in assist mode: a human Agent A is in the room, so the worker has no voice of its own to
+ * announce the hold (Agent A does). The caller hears music, and stops receiving Agent A's tracks
+ * while Agent A consults with Agent B, so the private conversation stays private.
+ */
+export class AssistHold implements Hold {
+  #held = false;
+  #music: HoldMusic;
+  #muted: { caller: string; trackSids: string[] } | undefined;
+
+  constructor(
+    private readonly room: Room,
+    private readonly ports: {
+      callerIdentity: () => string | undefined;
+      agentAIdentity: () => string | undefined;
+      updateSubscriptions: (room: string, identity: string, trackSids: string[], subscribe: boolean) => Promise<void>;
+    },
+    opts: Pick<HoldOptions, 'music' | 'musicVolume'>,
+    private readonly log: Logger,
+  ) {
+    this.#music = new HoldMusic(room, opts, log);
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  async start(): Promise<void> {
+    if (this.#held) return;
+    this.#held = true;
+    const caller = this.ports.callerIdentity();
+    const agentA = this.ports.agentAIdentity();
+    const trackSids = agentA ? [...(this.room.remoteParticipants.get(agentA)?.trackPublications.keys() ?? [])] : [];
+    if (caller && trackSids.length > 0) {
+      try {
+        await this.ports.updateSubscriptions(this.room.name!, caller, trackSids, false);
+        this.#muted = { caller, trackSids };
+      } catch (err) {
+        this.log.warn({ err }, 'could not stop the caller hearing Agent A during the hold');
+      }
+    }
+    if (!this.#held) return;
+    await this.#music.play(() => this.#held);
+  }
+
+  async stop(): Promise<void> {
+    this.#held = false;
+    await this.#music.stop();
+    const muted = this.#muted;
+    this.#muted = undefined;
+    if (muted) {
+      await this.ports
+        .updateSubscriptions(this.room.name!, muted.caller, muted.trackSids, true)
+        .catch((err: unknown) => this.log.warn({ err }, 'could not let the caller hear Agent A again'));
+    }
   }
 }

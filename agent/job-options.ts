@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HandoffSchema } from './contract.js';
 import { AGENT_MODES } from './transfer-state.js';
 
 /**
@@ -16,6 +17,8 @@ export const JobOptionsSchema = z
     callerIdentity: z.string().min(1).max(256).optional(),
     /** Set by the stale-transfer sweep: this job is sent to take back a call whose worker died. */
     recoverTransferId: z.string().min(1).max(128).optional(),
+    /** Set when another agent hands this call over to us (an AI agent transfer target). */
+    handoff: HandoffSchema.optional(),
   })
   .strict();
 

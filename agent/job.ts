@@ -3,28 +3,32 @@
  * `entry` when the dispatch system sends the worker into a room.
  */
 import { type JobContext, type JobProcess, defineAgent, inference, voice } from '@livekit/agents';
-import { type AudioFrame, ParticipantKind, type RemoteParticipant } from '@livekit/rtc-node';
-import { RoomServiceClient } from 'livekit-server-sdk';
+import { type AudioFrame, ParticipantKind, type RemoteParticipant, RpcError } from '@livekit/rtc-node';
+import { AgentDispatchClient, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type TransferStore, openTransferStore } from '../db/store.js';
+import { AssistTranscriber, registerStartRpc, seeAgentAOut } from './assist.js';
 import { settledWithin } from './async-utils.js';
+import { ATTR, CONTRACT_VERSION, GreetSchema, type Handoff, RPC, RPC_ERROR, parsePayload } from './contract.js';
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
-import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS } from './frontline.js';
-import { CallerHold } from './hold.js';
+import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS, SPECIALIST_GREETING_INSTRUCTIONS, specialistInstructions } from './frontline.js';
+import { AssistHold, CallerHold, type Hold } from './hold.js';
 import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
 import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
-import { recoverRoom } from './recovery.js';
+import { jobParticipantIdentity, recoverRoom } from './recovery.js';
 import { redact } from './redact.js';
 import { Summarizer, prewarmSummarizer } from './summarizer.js';
 import { mintRoomToken } from './tokens.js';
 import { Transcript } from './transcript.js';
-import { TransferController } from './transfer.js';
+import { TransferController, describeOutcome } from './transfer.js';
 
 const CALLER_KINDS = new Set<ParticipantKind>([ParticipantKind.STANDARD, ParticipantKind.SIP, ParticipantKind.CONNECTOR]);
 const HANDOVER_SPEECH_TIMEOUT_MS = 15_000;
+/** An AI agent target greets on its own if the handing-over agent never asks it to. */
+const HANDOFF_GREET_FALLBACK_MS = 20_000;
 const RECORD_FLUSH_TIMEOUT_MS = 3_000;
 
 interface ProcessData extends Record<string, unknown> {
@@ -66,23 +70,18 @@ export default defineAgent({
     const parsed = parseJobOptions(ctx.job.metadata);
     if (!parsed.ok) log.warn({ error: parsed.error }, 'ignoring bad dispatch metadata; using defaults');
     const options = parsed.options;
-    if (options.mode === 'assist') {
-      log.warn('assist mode is not available yet; running as the frontline agent');
-    }
+    const assist = options.mode === 'assist';
     const textOnly = options.textOnly ?? config.textOnly;
     const store = await (ctx.proc.userData.store ?? openStore(log));
 
-    const pipeline = buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad });
-    const session = new voice.AgentSession(pipeline);
     const transcript = new Transcript();
+    if (options.handoff) {
+      // Our own rolling summary starts from what the previous agent handed over.
+      transcript.add({ speaker: 'system', text: `Handed over by another agent. Reason: ${options.handoff.reason}. Brief: ${options.handoff.brief}` });
+    }
     const summarizerSettings = config.summary;
     const summarizer = new Summarizer(transcript, summarizerSettings, { log });
-    const hold = new CallerHold(
-      session,
-      ctx.room,
-      { message: config.transfer.holdMessage, music: () => ctx.proc.userData.holdMusic ?? loadHoldMusic(config.transfer.holdMusicFile) },
-      log,
-    );
+    const musicFor = () => ctx.proc.userData.holdMusic ?? loadHoldMusic(config.transfer.holdMusicFile);
 
     const callerIdentity = (): string | undefined => {
       if (options.callerIdentity) return ctx.room.remoteParticipants.has(options.callerIdentity) ? options.callerIdentity : undefined;
@@ -90,39 +89,64 @@ export default defineAgent({
       return caller?.identity;
     };
 
-    // Every conversation turn feeds the transcript, which feeds the rolling summary.
-    session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {
-      const item = ev.item;
-      if (item.type !== 'message' || !item.textContent) return;
-      if (item.role === 'user') transcript.add({ speaker: 'caller', text: item.textContent, identity: callerIdentity() });
-      else if (item.role === 'assistant') transcript.add({ speaker: 'agent_a', text: item.textContent });
-    });
+    // Frontline: the worker's AI is Agent A. Assist: no voice of our own; a human is Agent A.
+    const session = assist ? undefined : new voice.AgentSession(buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad }));
+    let agentA: string | undefined; // assist mode: whoever started the running transfer
+    const transferRoomService = new RoomServiceClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret);
+    const hold: Hold = session
+      ? new CallerHold(session, ctx.room, { message: config.transfer.holdMessage, music: musicFor }, log)
+      : new AssistHold(
+          ctx.room,
+          {
+            callerIdentity,
+            agentAIdentity: () => agentA,
+            updateSubscriptions: async (room, identity, trackSids, subscribe) => {
+              await transferRoomService.updateSubscriptions(room, identity, trackSids, subscribe);
+            },
+          },
+          { music: musicFor },
+          log,
+        );
 
     let controller: TransferController | undefined;
-    const agent = new FrontlineAgent({
-      requestTransfer: async (req) => controller?.request(req) ?? { started: false, why: 'desk_unreachable', detail: 'the worker is still starting' },
-    });
-
-    await session.start({
-      agent,
-      room: ctx.room,
-      inputOptions: {
-        audioEnabled: !textOnly,
-        textEnabled: true,
-        participantIdentity: options.callerIdentity,
-        textInputCallback: (sess, ev) => {
-          if (hold.held) {
-            // Kept for Agent B, never answered: the caller is on hold.
-            transcript.add({ speaker: 'caller', text: ev.text, identity: ev.participantIdentity });
-            return;
-          }
-          sess.interrupt();
-          sess.generateReply({ userInput: ev.text });
+    let transcriber: AssistTranscriber | undefined;
+    if (session) {
+      // Every conversation turn feeds the transcript, which feeds the rolling summary.
+      session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {
+        const item = ev.item;
+        if (item.type !== 'message' || !item.textContent) return;
+        if (item.role === 'user') transcript.add({ speaker: 'caller', text: item.textContent, identity: callerIdentity() });
+        else if (item.role === 'assistant') transcript.add({ speaker: 'agent_a', text: item.textContent });
+      });
+      const agent = new FrontlineAgent(
+        { requestTransfer: async (req) => controller?.request(req) ?? { started: false, why: 'desk_unreachable', detail: 'the worker is still starting' } },
+        { instructions: options.handoff ? specialistInstructions(options.handoff) : undefined },
+      );
+      await session.start({
+        agent,
+        room: ctx.room,
+        inputOptions: {
+          audioEnabled: !textOnly,
+          textEnabled: true,
+          participantIdentity: options.callerIdentity,
+          textInputCallback: (sess, ev) => {
+            if (hold.held) {
+              // Kept for Agent B, never answered: the caller is on hold.
+              transcript.add({ speaker: 'caller', text: ev.text, identity: ev.participantIdentity });
+              return;
+            }
+            sess.interrupt();
+            sess.generateReply({ userInput: ev.text });
+          },
         },
-      },
-      outputOptions: { audioEnabled: !textOnly, transcriptionEnabled: true },
-    });
+        outputOptions: { audioEnabled: !textOnly, transcriptionEnabled: true },
+      });
+    }
     await ctx.connect();
+    if (!session) {
+      transcriber = new AssistTranscriber(ctx.room, transcript, { config, vad: ctx.proc.userData.vad, textOnly, log });
+      transcriber.start();
+    }
 
     const deskIdentity = `wt-desk-${ctx.job.id}`;
     const desk = new Desk({
@@ -145,13 +169,18 @@ export default defineAgent({
     // Join the desk in the background, so a transfer can start at once when it is asked for.
     void desk.connect().catch((err: unknown) => log.warn({ err }, 'could not join the agent desk yet; will retry at transfer time'));
 
-    const transferRoomService = new RoomServiceClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret);
+    const leaveCall = async (transferId: string) => {
+      await store?.flush(RECORD_FLUSH_TIMEOUT_MS);
+      log.info({ transferId }, 'handover done; the worker leaves the call');
+      ctx.shutdown('warm transfer completed');
+    };
     controller = new TransferController({
       config,
+      mode: options.mode,
       callerRoom: ctx.room,
       callerIdentity,
-      session,
-      briefingSession: () => buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad }),
+      agentAIdentity: assist ? () => agentA : undefined,
+      briefingSession: () => buildVoicePipeline(config, { textOnly: false, vad: ctx.proc.userData.vad }),
       textOnly,
       hold,
       desk,
@@ -164,25 +193,52 @@ export default defineAgent({
           .join('\n'),
       store,
       roomService: transferRoomService,
+      dispatch: new AgentDispatchClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret),
+      sip: new SipClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret),
       workerId: ctx.workerId,
       jobId: ctx.job.id,
       log,
-      onCompleted: async (result) => {
+      introduce: async (agentBName) => {
+        if (!session) return; // a human Agent A introduces Agent B in their own words
         // Both the caller and Agent B hear the introduction; then Agent A leaves the call.
-        const name = result.agentBIdentity ? (ctx.room.remoteParticipants.get(result.agentBIdentity)?.name || 'my colleague') : 'my colleague';
         try {
-          const handle = session.say(`Thank you for holding. ${name} is with us now and has the details of your call. ${name}, over to you.`, {
+          const handle = session.say(`Thank you for holding. ${agentBName} is with us now and has the details of your call. ${agentBName}, over to you.`, {
             allowInterruptions: false,
           });
           await Promise.race([handle.waitForPlayout(), new Promise((r) => setTimeout(r, HANDOVER_SPEECH_TIMEOUT_MS).unref())]);
         } catch (err) {
           log.warn({ err }, 'handover introduction failed');
         }
-        await store?.flush(RECORD_FLUSH_TIMEOUT_MS);
-        log.info({ transferId: result.transferId }, 'handover done; Agent A leaves the call');
-        ctx.shutdown('warm transfer completed');
+      },
+      onCompleted: async (result) => {
+        if (assist && agentA) {
+          const how = await seeAgentAOut(ctx.room, agentA, result.transferId, { roomService: transferRoomService, log });
+          log.info({ transferId: result.transferId, agentA, how }, 'Agent A is out of the caller room');
+        }
+        await leaveCall(result.transferId);
+      },
+      onNotCompleted: (result) => {
+        // Assist mode: Agent A got the `cancelled` status and is back with the caller (hold ended).
+        // Frontline: the AI explains and carries on.
+        session?.generateReply({
+          instructions:
+            `The transfer to a colleague did not work out (${describeOutcome(result.outcome)}). ` +
+            'Apologise briefly, tell the caller you are still here to help, and continue helping them yourself.',
+        });
       },
     });
+    if (assist) {
+      registerStartRpc(ctx.room, {
+        log,
+        request: async (req, from) => {
+          if (!controller!.running) agentA = from;
+          return controller!.request(req);
+        },
+      });
+    }
+    if (options.handoff) {
+      await takeOverCall(ctx, session!, options.handoff, log);
+    }
 
     ctx.addShutdownCallback(async () => {
       loopDelay.disable();
@@ -196,6 +252,7 @@ export default defineAgent({
         },
         'job stats',
       );
+      transcriber?.close();
       summarizer.close();
       await desk.close();
       // Let a running transfer write its outcome first (bounded), then seal the records: close()
@@ -210,6 +267,7 @@ export default defineAgent({
       ? await recoverRoom(ctx.room.name!, ctx.job.id, {
           store,
           roomService: transferRoomService,
+          ownerInRoom: (ownerJobId) => ctx.room.remoteParticipants.has(jobParticipantIdentity(ownerJobId)),
           log,
           notifyAgentB: async (identity, message) => {
             await desk.connect();
@@ -230,7 +288,39 @@ export default defineAgent({
         return;
       }
     }
-    log.info({ textOnly, mode: options.mode, recoveredTransfers: recovered.map((t) => t.id) }, 'call started');
-    session.generateReply({ instructions: recovered.length > 0 ? RECOVERED_INSTRUCTIONS : GREETING_INSTRUCTIONS });
+    log.info({ textOnly, mode: options.mode, handoff: options.handoff?.transferId, recoveredTransfers: recovered.map((t) => t.id) }, 'call started');
+    if (session && !options.handoff) {
+      session.generateReply({ instructions: recovered.length > 0 ? RECOVERED_INSTRUCTIONS : GREETING_INSTRUCTIONS });
+    }
   },
 });
+
+/**
+ * An AI agent transfer target: mark ourselves in the caller room as taking over the transfer, and
+ * greet the caller when the handing-over agent says so (it answers after the greeting has played),
+ * or on our own if it never does.
+ */
+async function takeOverCall(ctx: JobContext<ProcessData>, session: voice.AgentSession, handoff: Handoff, log: Logger): Promise<void> {
+  let greeted: Promise<void> | undefined;
+  const greet = () =>
+    (greeted ??= (async () => {
+      try {
+        const handle = session.generateReply({ instructions: SPECIALIST_GREETING_INSTRUCTIONS });
+        await Promise.race([handle.waitForPlayout(), new Promise((r) => setTimeout(r, HANDOVER_SPEECH_TIMEOUT_MS).unref())]);
+      } catch (err) {
+        log.warn({ err }, 'specialist greeting failed');
+      }
+    })());
+  ctx.room.localParticipant!.registerRpcMethod(RPC.greet, async (data) => {
+    if (ctx.room.remoteParticipants.get(data.callerIdentity)?.kind !== ParticipantKind.AGENT) {
+      throw new RpcError(RPC_ERROR.forbidden, 'only the agent handing the call over may ask for the greeting');
+    }
+    const parsedGreet = parsePayload(GreetSchema, data.payload);
+    if (!parsedGreet.ok) throw new RpcError(parsedGreet.code, parsedGreet.message);
+    if (parsedGreet.value.transferId !== handoff.transferId) throw new RpcError(RPC_ERROR.unknownTransfer, `this agent took over ${handoff.transferId}`);
+    await greet();
+    return JSON.stringify({ v: CONTRACT_VERSION, ok: true });
+  });
+  await ctx.room.localParticipant!.setAttributes({ [ATTR.handoff]: handoff.transferId });
+  setTimeout(() => void greet(), HANDOFF_GREET_FALLBACK_MS).unref();
+}

@@ -12,6 +12,9 @@ import type { RoomServiceClient } from 'livekit-server-sdk';
 import type { JoinStrategy } from './config.js';
 import { CONTRACT_VERSION, JoinReplySchema, type JoinRequest, RPC, parsePayload } from './contract.js';
 import type { Logger } from './log.js';
+import { isNotImplemented } from './server-errors.js';
+
+export { isNotImplemented };
 
 export interface JoinPorts {
   roomService: Pick<RoomServiceClient, 'moveParticipant' | 'removeParticipant'>;
@@ -28,12 +31,6 @@ export interface JoinPorts {
 }
 
 export type JoinResult = { ok: true; via: 'move' | 'rejoin' } | { ok: false; reason: string };
-
-/** True when a RoomService error means the server has no MoveParticipant (open-source server). */
-export function isNotImplemented(err: unknown): boolean {
-  const e = err as { code?: unknown; status?: unknown; message?: unknown } | undefined;
-  return e?.code === 'unimplemented' || e?.status === 501 || /not implemented|unimplemented/i.test(String(e?.message ?? ''));
-}
 
 export async function joinAgentB(strategy: JoinStrategy, transferId: string, identity: string, ports: JoinPorts, timeoutMs = 20_000): Promise<JoinResult> {
   if (strategy === 'rejoin') return rejoin(transferId, identity, ports, timeoutMs);

@@ -50,15 +50,34 @@ async function endTransfer(t: TransferRecord, reason: string, ports: RecoveryPor
 }
 
 /**
- * End the open transfers of `callerRoom` that belong to another job: LiveKit only starts a new job
- * in a room when the previous one failed, so their owner is gone. Returns what was ended.
+ * End the open transfers of `callerRoom` whose owner is gone. A room can hold several of our jobs
+ * at once (an AI agent target dispatched by a transfer, a second dispatch), so a transfer of
+ * another job is only orphaned when that job's participant has left the room or its heartbeat has
+ * stopped: LiveKit restarts a failed job while the dead one may still look present for a moment.
+ * `ownerInRoom` says whether the job that owns a transfer still has its participant here.
+ * Returns what was ended.
  */
-export async function recoverRoom(callerRoom: string, jobId: string, ports: RecoveryPorts): Promise<TransferRecord[]> {
-  const open = (await ports.store.listTransfers({ room: callerRoom, status: 'open' })).items.filter((t) => t.jobId !== jobId);
+export async function recoverRoom(
+  callerRoom: string,
+  jobId: string,
+  ports: RecoveryPorts & { ownerInRoom: (ownerJobId: string) => boolean },
+  now = Date.now(),
+): Promise<TransferRecord[]> {
+  const orphaned = (t: TransferRecord) => {
+    if (t.jobId === jobId) return false;
+    const lastSign = t.heartbeatAt ?? t.updatedAt ?? t.requestedAt ?? 0;
+    return !t.jobId || !ports.ownerInRoom(t.jobId) || now - lastSign > STALE_AFTER_MS;
+  };
+  const open = (await ports.store.listTransfers({ room: callerRoom, status: 'open' })).items.filter(orphaned);
   for (const t of open) {
     await endTransfer(t, `the worker running this transfer stopped in the ${t.phase} phase; job ${jobId} took the call back`, ports);
   }
   return open;
+}
+
+/** The participant identity the agents runtime gives a job in its room (its default, which we keep). */
+export function jobParticipantIdentity(jobId: string): string {
+  return `agent-${jobId}`;
 }
 
 export interface SweepPorts extends RecoveryPorts {

@@ -82,6 +82,8 @@ export interface Rig {
   /** A text-only caller in a fresh room with the agent dispatched and the greeting received. */
   startCall(prefix?: string, script?: (req: ChatRequestInfo) => ChatStep): Promise<{ room: string; caller: TestParticipant; agentIdentity: string }>;
   cleanupTest(): Promise<void>;
+  /** Another worker with the same settings but these (e.g. a second agent name); stopped by close(). */
+  startExtraWorker(env: Record<string, string>): Promise<WorkerProcess>;
   /** Kill the worker's process group hard (a crash) and start a fresh worker with the same settings. */
   crashAndRestartWorker(): Promise<WorkerProcess>;
   close(): Promise<void>;
@@ -108,6 +110,7 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
   const worker = await startWorker({ echo: process.env.WT_ECHO_WORKER === '1', env: workerEnv });
   // spoolDir false: the test process must never replay the worker's spooled records itself.
   const store = await openTransferStore({ url: dbUrl, spoolDir: false });
+  const extraWorkers: WorkerProcess[] = [];
   const rig: Rig = {
     server,
     groq,
@@ -137,6 +140,11 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
       await Promise.all([...rig.consoles.splice(0), ...rig.participants.splice(0)].map((p) => p.leave()));
       groq.reset();
     },
+    async startExtraWorker(env) {
+      const extra = await startWorker({ echo: process.env.WT_ECHO_WORKER === '1', env: { ...workerEnv, ...env } });
+      extraWorkers.push(extra);
+      return extra;
+    },
     async crashAndRestartWorker() {
       await rig.worker.crash();
       rig.worker = await startWorker({ echo: process.env.WT_ECHO_WORKER === '1', env: workerEnv });
@@ -144,7 +152,7 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
     },
     async close() {
       await rig.cleanupTest();
-      await rig.worker.stop();
+      await Promise.all([rig.worker, ...extraWorkers.splice(0)].map((w) => w.stop()));
       await store.close();
       await groq.close();
     },

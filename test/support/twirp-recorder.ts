@@ -10,7 +10,9 @@
  * Every exchange is recorded (request, decoded token claims, and the reply). Each method answers
  * according to a behaviour: MoveParticipant answers `{}` by default; every other method is proxied
  * to the real server given as `upstream` (or refused as unimplemented when there is none), so the
- * worker still sees real rooms.
+ * worker still sees real rooms. `livekit.SIP/CreateSIPParticipant` is scripted with
+ * `setBehaviour('CreateSIPParticipant', ...)` and the SIP replies below (`sipParticipantReply`,
+ * `sipStatusReply`, `SIP_RING_TIMEOUT_REPLY`).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
@@ -77,6 +79,56 @@ export const OSS_NOT_IMPLEMENTED: TwirpReply = {
   status: 500,
   error: { code: 'unknown', msg: 'twirp error unknown: not implemented' },
 };
+
+/**
+ * SIP responses as livekit-server passes them on to a CreateSIPParticipant caller: the Twirp code
+ * comes from the SIP code (livekit's SIP-to-gRPC table, the codes tests use; others by class), and
+ * the metadata carries `sip_status_code` and `sip_status` (what the SDK's SipCallError reads).
+ */
+const SIP_TWIRP_CODE: Record<number, string> = {
+  401: 'permission_denied',
+  403: 'permission_denied',
+  404: 'not_found',
+  407: 'unauthenticated',
+  408: 'deadline_exceeded',
+  480: 'resource_exhausted',
+  484: 'invalid_argument',
+  486: 'resource_exhausted',
+  487: 'aborted',
+  503: 'failed_precondition',
+  600: 'resource_exhausted',
+  603: 'permission_denied',
+  604: 'not_found',
+};
+
+/**
+ * A dial that ended with a final SIP response, as livekit-server (and its cmd/test-server mock)
+ * answers it: e.g. 486 gives `resource_exhausted` / HTTP 429, message
+ * `twirp error unknown: sip status: 486: Busy Here`, meta `{sip_status_code: "486", sip_status: "Busy Here"}`.
+ * (The server also adds `error_details`, a protobuf status the SDK ignores; left out here.)
+ */
+export function sipStatusReply(code: number, status: string): TwirpReply {
+  const twirpCode = SIP_TWIRP_CODE[code] ?? (code >= 500 && code < 600 ? 'failed_precondition' : 'invalid_argument');
+  return {
+    kind: 'error',
+    error: { code: twirpCode, msg: `twirp error unknown: sip status: ${code}: ${status}`, meta: { sip_status_code: String(code), sip_status: status } },
+  };
+}
+
+/** The ring timeout ran out: livekit's SIP service cancels the INVITE and answers psrpc `canceled` (HTTP 408). */
+export const SIP_RING_TIMEOUT_REPLY: TwirpReply = {
+  kind: 'error',
+  error: { code: 'canceled', msg: 'twirp error unknown: sip request timed out' },
+};
+
+/** A CreateSIPParticipant that was answered: the server's SIPParticipantInfo (ids are placeholders). */
+export function sipParticipantReply(req: RecordedRequest): TwirpReply {
+  const body = (req.body ?? {}) as { participantIdentity?: string; roomName?: string };
+  return {
+    kind: 'ok',
+    body: { participantId: 'PA_recorded', participantIdentity: body.participantIdentity ?? '', roomName: body.roomName ?? '', sipCallId: 'SCL_recorded' },
+  };
+}
 
 export interface JwtClaims {
   iss?: string;
