@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTransferStore, type TransferStore } from '../../db/store.js';
 import { STALE_AFTER_MS, jobParticipantIdentity, recoverRoom } from '../../agent/recovery.js';
+import { logger } from '../../agent/log.js';
 import { captureLog } from '../support/capture-log.js';
 
 let store: TransferStore;
@@ -53,7 +54,7 @@ describe('recoverRoom', () => {
     const ended = await recoverRoom(
       'call-1',
       'AJ_me',
-      { store, roomService, log: captureLog().log, ownerInRoom: (job) => present.has(jobParticipantIdentity(job)) },
+      { store, roomService, log: logger(), ownerInRoom: (job) => present.has(jobParticipantIdentity(job)) },
       now,
     );
 
