@@ -295,6 +295,13 @@ export const CONFIG_VARS = {
     defaultText: '20000',
     parse: (raw) => integer(raw, 20_000, 1_000, 300_000),
   } satisfies VarSpec<number>,
+  agentJoinTimeoutMs: {
+    name: 'TRANSFER_AGENT_JOIN_TIMEOUT_MS',
+    description: 'How long an AI agent transfer target has to join the caller room after its dispatch before the attempt counts as not answered.',
+    expected: 'milliseconds, 1000 to 300000',
+    defaultText: '30000',
+    parse: (raw) => integer(raw, 30_000, 1_000, 300_000),
+  } satisfies VarSpec<number>,
   maxAttempts: {
     name: 'TRANSFER_MAX_ATTEMPTS',
     description: 'Consoles offered the call, one after another, before the caller goes back to the AI.',
@@ -411,6 +418,8 @@ export interface WorkerConfig {
     deskRoom: string;
     joinStrategy: JoinStrategy;
     offerTimeoutMs: number;
+    /** How long an AI agent target has to arrive in the caller room. */
+    agentJoinTimeoutMs: number;
     maxAttempts: number;
     briefingTimeoutMs: number;
     holdMessage: string;
@@ -488,6 +497,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       deskRoom: v.deskRoom,
       joinStrategy: v.joinStrategy,
       offerTimeoutMs: v.offerTimeoutMs,
+      agentJoinTimeoutMs: v.agentJoinTimeoutMs,
       maxAttempts: v.maxAttempts,
       briefingTimeoutMs: v.briefingTimeoutMs,
       holdMessage: v.holdMessage,

@@ -103,8 +103,6 @@ export interface TransferDeps {
 
 const TOKEN_TTL_SECONDS = 5 * 60;
 const CONSULT_JOIN_TIMEOUT_MS = 20_000;
-/** An AI agent target must be in the caller room (and say so) within this. */
-const AGENT_TARGET_JOIN_TIMEOUT_MS = 30_000;
 const AGENT_TARGET_GREET_TIMEOUT_MS = 20_000;
 
 export function newTransferId(): string {
@@ -374,7 +372,8 @@ export class TransferController {
       source: summary.source,
     };
     record('offering', { agentName });
-    const arrived = waitForHandoffAgent(d.callerRoom, transferId, AGENT_TARGET_JOIN_TIMEOUT_MS);
+    const joinTimeoutMs = d.config.transfer.agentJoinTimeoutMs;
+    const arrived = waitForHandoffAgent(d.callerRoom, transferId, joinTimeoutMs);
     arrived.catch(() => undefined); // observed below
     let dispatchId: string | undefined;
     try {
@@ -392,7 +391,7 @@ export class TransferController {
     } catch (err) {
       if (err instanceof Cancelled) throw err;
       await dispatcher.deleteDispatch(dispatchId, callerRoomName).catch((e: unknown) => log.debug({ err: e }, 'dispatch already gone'));
-      return { result: { kind: 'failed', outcome: 'no_answer', reason: `agent ${agentName} did not join within ${AGENT_TARGET_JOIN_TIMEOUT_MS} ms` } };
+      return { result: { kind: 'failed', outcome: 'no_answer', reason: `agent ${agentName} did not join within ${joinTimeoutMs} ms` } };
     }
     void d.store?.setAgentB(transferId, { identity, kind: 'agent' });
     record('connecting', { agentB: identity, via: 'dispatch' });

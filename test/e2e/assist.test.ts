@@ -29,7 +29,8 @@ function script(req: ChatRequestInfo): ChatStep {
 }
 
 beforeAll(async () => {
-  rig = await startRig(server);
+  // An AI agent target that never comes should not hold the caller for the default 30 s here.
+  rig = await startRig(server, { TRANSFER_AGENT_JOIN_TIMEOUT_MS: '15000' });
   await rig.startExtraWorker({ AGENT_NAME: SPECIALIST });
 });
 afterEach(async () => rig.cleanupTest());
@@ -181,5 +182,31 @@ describe('assist mode: a human Agent A hands the call over', () => {
     expect(record.transfer).toMatchObject({ mode: 'assist', targetKind: 'agent', agentBIdentity: specialist });
     // The caller keeps talking to the specialist.
     expect((await serverApi(server).rooms.listParticipants(room)).map((p) => p.identity)).toContain(specialist);
+  });
+
+  it('an AI agent target that never joins: no answer, the hold ends, Agent A is told and stays with the caller', async () => {
+    const { caller, alex } = await startAssistedCall('assist-ai-absent');
+    const nobody = `wt-nobody-${process.pid}`;
+    const started = await alex.start({ v: CONTRACT_VERSION, target: { kind: 'agent', agentName: nobody } });
+    const transferId = (started as { json: { transferId: string } }).json.transferId;
+    const cancelled = await alex.statuses.waitFor((s) => s.value.event === 'cancelled', WAIT_MS, 'the cancelled status');
+    expect(cancelled.value).toMatchObject({ transferId, outcome: 'no_answer' });
+    expect(cancelled.value.reason).toContain(`agent ${nobody} did not join within 15000 ms`);
+    const record = await recordOf(transferId, 'no_answer');
+    expect(record.transfer).toMatchObject({ targetKind: 'agent', agentBIdentity: nobody });
+    // The dispatch that nobody took is withdrawn, so no agent turns up in the call later.
+    expect((await serverApi(server).dispatch.listDispatch(caller.room.name!)).filter((d) => d.agentName === nobody)).toEqual([]);
+    expect(caller.remoteIdentities()).toContain('agent-a-alex');
+  });
+
+  it('an Agent A console that ignores the leave request is removed from the caller room once Agent B has the call', async () => {
+    const { caller, alex } = await startAssistedCall('assist-stays', { leaveWhenAsked: false });
+    const started = await alex.start({ v: CONTRACT_VERSION, target: { kind: 'agent', agentName: SPECIALIST } });
+    const transferId = (started as { json: { transferId: string } }).json.transferId;
+    await alex.leaveRequests.waitFor(() => true, WAIT_MS, 'the leave request');
+    await caller.left.waitFor((id) => id === 'agent-a-alex', WAIT_MS, 'Agent A to be removed');
+    await eventually(() => !alex.callerRoom.isConnected || undefined, { timeoutMs: WAIT_MS, what: 'Agent A disconnected by the server' });
+    const record = await recordOf(transferId, 'completed');
+    expect(record.transfer.agentBIdentity).toMatch(/^agent-/);
   });
 });
