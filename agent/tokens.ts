@@ -16,6 +16,8 @@ export interface RoomTokenRequest {
   kind?: 'agent' | 'standard';
   attributes?: Record<string, string>;
   canPublish?: boolean;
+  /** Let the holder set its own attributes (see the consult-room token in transfer.ts). */
+  canUpdateOwnMetadata?: boolean;
 }
 
 export async function mintRoomToken(req: RoomTokenRequest): Promise<{ token: string; expiresAt: number }> {
@@ -32,7 +34,7 @@ export async function mintRoomToken(req: RoomTokenRequest): Promise<{ token: str
     canPublish: req.canPublish ?? true,
     canSubscribe: true,
     canPublishData: true,
-    canUpdateOwnMetadata: false,
+    canUpdateOwnMetadata: req.canUpdateOwnMetadata ?? false,
   });
   return { token: await at.toJwt(), expiresAt: Date.now() + req.ttlSeconds * 1000 };
 }

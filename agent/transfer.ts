@@ -499,6 +499,9 @@ export class TransferController {
           identity: leg.identity,
           name: leg.name,
           ttlSeconds: TOKEN_TTL_SECONDS,
+          // A console that publishes no track is announced to the worker only on the server's 3 s
+          // batch tick; setting its own attributes on arrival gets it announced at once.
+          canUpdateOwnMetadata: true,
         });
         const offer: Offer = {
           v: CONTRACT_VERSION,

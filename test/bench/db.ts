@@ -5,14 +5,16 @@
  * event loop's largest and p99 stall while the writes ran.
  *
  *   npm run bench:db                 table
- *   npm run bench:db -- --json       {"runs":[{"store":"as-built"|"main-thread","eventsPerSec","maxStallMs","p99StallMs"}]}
+ *   npm run bench:db -- --json       {"runs":[{"store":"as-built"|"main-thread","eventsPerSec","maxStallMs","p99StallMs","maxWallStallMs","p99WallStallMs"}]}
  *   npm run bench:db -- --runs 5     repeat; the table shows medians
  *
- * Stalls are measured with a 1 ms ticker (a chain of 1 ms timers, high-resolution clock): a stall is
- * the time between two ticks beyond 1 ms. Unlike perf_hooks.monitorEventLoopDelay, it also sees a
- * stall that lasts until the end of the measurement (the plain client on the main thread can keep
- * the loop in one long run of promise callbacks in which no timer fires). The table also shows an
- * idle baseline: the same ticker with no database work, i.e. what the machine itself adds.
+ * Stalls are measured with the probe all benchmarks share (test/bench/stall-probe.ts): a 1 ms timer,
+ * and for each gap between its ticks the main thread's on-CPU time beyond the 1 ms, so that time
+ * the OS gave to other processes on this shared machine does not count; the wall-clock gaps are
+ * shown beside. Unlike perf_hooks.monitorEventLoopDelay, it also sees a stall that lasts until the
+ * end of the measurement (the plain client on the main thread can keep the loop in one long run of
+ * promise callbacks in which no timer fires). The table also shows an idle baseline: the same
+ * probe with no database work, i.e. what the machine itself adds.
  *
  * The baseline uses the same schema, SQL and file settings (WAL, synchronous=NORMAL, busy
  * timeout), one awaited transaction per call: the difference is where the work runs.
@@ -27,49 +29,31 @@ import { migrate } from '../../db/migrate.js';
 import { statementsFor } from '../../db/statements.js';
 import { openTransferStore, type StoreLogger } from '../../db/store.js';
 import type { NewTransfer, WriteOp } from '../../db/types.js';
+import { type StallStats, StallProbe } from './stall-probe.js';
 
 const TRANSFERS = 50;
 const EVENTS_PER_TRANSFER = 19; // + "requested" and "ended": 21 events each, 1050 in all
-const RESOLUTION_MS = 1;
 const PHASES: TransferPhase[] = ['summarizing', 'offering', 'briefing', 'connecting'];
 
 type StoreKind = 'as-built' | 'main-thread';
-
-/** Gaps between ticks of a 1 ms timer, minus the 1 ms: the event loop's stalls. */
-class StallMeter {
-  private readonly stalls: number[] = [];
-  private last = 0;
-  private timer: NodeJS.Timeout | undefined;
-
-  start(): void {
-    this.last = performance.now();
-    const tick = (): void => {
-      const now = performance.now();
-      this.stalls.push(Math.max(0, now - this.last - RESOLUTION_MS));
-      this.last = now;
-      this.timer = setTimeout(tick, RESOLUTION_MS);
-    };
-    this.timer = setTimeout(tick, RESOLUTION_MS);
-  }
-
-  stop(): { maxStallMs: number; p99StallMs: number } {
-    clearTimeout(this.timer);
-    // the gap still open at the end counts too
-    this.stalls.push(Math.max(0, performance.now() - this.last - RESOLUTION_MS));
-    const sorted = [...this.stalls].sort((a, b) => a - b);
-    const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? 0;
-    return { maxStallMs: round(sorted.at(-1) ?? 0), p99StallMs: round(p99) };
-  }
-}
 
 interface RunResult {
   store: StoreKind;
   eventsPerSec: number;
   maxStallMs: number;
   p99StallMs: number;
+  /** The same by wall clock: what this shared machine's scheduling adds on top. */
+  maxWallStallMs: number;
+  p99WallStallMs: number;
 }
 
-/** Not in the JSON (its shape is fixed): the share of the run the main thread was busy. */
+type Stalls = Pick<RunResult, 'maxStallMs' | 'p99StallMs' | 'maxWallStallMs' | 'p99WallStallMs'>;
+
+function stallsOf(s: StallStats): Stalls {
+  return { maxStallMs: s.maxStallMs, p99StallMs: s.p99StallMs, maxWallStallMs: s.maxWallStallMs, p99WallStallMs: s.p99WallStallMs };
+}
+
+/** Not in the JSON: the share of the run the main thread was busy. */
 const loopBusy = new Map<RunResult, number>();
 
 /** The calls one transfer makes, whichever way they are written. */
@@ -139,14 +123,14 @@ async function runOnce(kind: StoreKind, dir: string): Promise<RunResult> {
   try {
     // let start-up work (thread boot, migrations) settle before measuring
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const meter = new StallMeter();
+    const meter = new StallProbe();
     meter.start();
     const elu = performance.eventLoopUtilization();
     const started = performance.now();
     await Promise.all(Array.from({ length: TRANSFERS }, (_, i) => transfer(writer, i)));
     await writer.drain();
     const elapsedMs = performance.now() - started;
-    const stalls = meter.stop();
+    const stalls = stallsOf(meter.stop());
     const busy = performance.eventLoopUtilization(elu).utilization;
     const events = await writer.countEvents();
     const expected = TRANSFERS * (EVENTS_PER_TRANSFER + 2);
@@ -160,11 +144,11 @@ async function runOnce(kind: StoreKind, dir: string): Promise<RunResult> {
 }
 
 /** The meter alone, for as long as a run takes: the stalls the machine causes by itself. */
-async function idleBaseline(eventsPerSec: number): Promise<{ maxStallMs: number; p99StallMs: number }> {
-  const meter = new StallMeter();
+async function idleBaseline(eventsPerSec: number): Promise<Stalls> {
+  const meter = new StallProbe();
   meter.start();
   await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, (TRANSFERS * (EVENTS_PER_TRANSFER + 2) * 1_000) / eventsPerSec)));
-  return meter.stop();
+  return stallsOf(meter.stop());
 }
 
 function round(n: number): number {
@@ -187,7 +171,7 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-db-'));
   const runs: RunResult[] = [];
-  const idle: { maxStallMs: number; p99StallMs: number }[] = [];
+  const idle: Stalls[] = [];
   try {
     for (let r = 0; r < repeat; r++) {
       // alternate the order so neither store always runs on a warmer process
@@ -211,10 +195,12 @@ async function main(): Promise<void> {
       eventsPerSec: median(mine.map((r) => r.eventsPerSec)),
       maxStallMs: median(mine.map((r) => r.maxStallMs)),
       p99StallMs: median(mine.map((r) => r.p99StallMs)),
+      maxWallStallMs: median(mine.map((r) => r.maxWallStallMs)),
+      p99WallStallMs: median(mine.map((r) => r.p99WallStallMs)),
       busy: median(mine.map((r) => loopBusy.get(r) ?? 0)),
     };
   });
-  const header = ['store', 'events/s', 'max stall ms', 'p99 stall ms', 'main thread busy'];
+  const header = ['store', 'events/s', 'max stall ms', 'p99 stall ms', 'wall max ms', 'wall p99 ms', 'main thread busy'];
   const table = [
     header,
     ...rows.map((r) => [
@@ -222,9 +208,11 @@ async function main(): Promise<void> {
       String(r.eventsPerSec),
       r.maxStallMs.toFixed(2),
       r.p99StallMs.toFixed(2),
+      r.maxWallStallMs.toFixed(2),
+      r.p99WallStallMs.toFixed(2),
       `${Math.round(r.busy * 100)}%`,
     ]),
-    ['(idle loop)', '-', median(idle.map((i) => i.maxStallMs)).toFixed(2), median(idle.map((i) => i.p99StallMs)).toFixed(2), '-'],
+    ['(idle loop)', '-', ...(['maxStallMs', 'p99StallMs', 'maxWallStallMs', 'p99WallStallMs'] as const).map((k) => median(idle.map((i) => i[k])).toFixed(2)), '-'],
   ];
   const widths = header.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
   const lines = table.map((row) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));

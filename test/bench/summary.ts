@@ -24,21 +24,20 @@
  * - rolling: `current()` (latest rolling summary + unseen turns verbatim); the refinement by
  *   `forTransfer()` is reported apart as refineMs;
  * - at-transfer: `forTransfer()` with rolling off (one request for the whole call).
- * Stalls: a 1 ms probe timer. `maxStallMs` is the longest gap between two ticks during which the
- * main thread was *running* (its on-CPU time from Linux schedstat, minus the 1 ms period): our
- * blocking work and garbage collection on the main thread, but not time the OS gave the CPU to
- * other processes. `maxStallExGcMs` is the same less the GC pauses inside the gap (our code's own
- * blocking); `maxGcMs` is the longest GC pause. `maxWallStallMs` is the raw longest wall gap,
- * which on a busy shared machine is mostly preemption (an idle Node process shows tens of ms).
+ * Stalls (test/bench/stall-probe.ts): `maxStallMs` is the longest stretch the main thread was
+ * *running* without reaching a 1 ms probe timer (on-CPU time: our blocking work and garbage
+ * collection, not time the OS gave the CPU to other processes). `maxStallExGcMs` is the same less
+ * the GC pauses inside it (our code's own blocking); `maxGcMs` is the longest GC pause.
+ * `maxWallStallMs` is the raw longest wall gap, which on a busy shared machine is mostly preemption.
  */
 import { fork } from 'node:child_process';
-import { existsSync, openSync, readSync } from 'node:fs';
-import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_SUMMARIZER_SETTINGS, Summarizer, type SummarizerSettings } from '../../agent/summarizer.js';
 import type { HandoffSummary } from '../../agent/summary-schema.js';
 import { Transcript } from '../../agent/transcript.js';
 import { startGroqStandIn, type ChatRequestInfo, type ChatStep } from '../support/groq-standin.js';
+import { StallProbe } from './stall-probe.js';
 
 // Keep stdout for the result (pino writes to stdout).
 process.env.LOG_LEVEL ??= 'error';
@@ -124,83 +123,6 @@ function modelReply(req: ChatRequestInfo): ChatStep {
 }
 
 // --- measurement ------------------------------------------------------------------------------
-
-/** See the module comment: longest blocked stretch by main-thread CPU time, and by wall time. */
-class StallProbe {
-  maxWallStallMs = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private lastWall = 0;
-  private lastCpuMs = 0;
-  /** Probe gaps longer than the period: [start, end, on-CPU ms in the gap]. */
-  private readonly gaps: [number, number, number][] = [];
-  /** GC pauses: [start, duration]. */
-  private readonly gcs: [number, number][] = [];
-  private readonly gc = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) this.gcs.push([entry.startTime, entry.duration]);
-  });
-
-  start(): void {
-    this.gc.observe({ entryTypes: ['gc'] });
-    this.lastWall = performance.now();
-    this.lastCpuMs = mainThreadCpuMs();
-    this.timer = setInterval(() => this.tick(), 1);
-  }
-
-  stop(): { maxStallMs: number; maxStallExGcMs: number; maxWallStallMs: number; maxGcMs: number } {
-    clearInterval(this.timer);
-    this.gc.disconnect();
-    let maxStallMs = 0;
-    let maxStallExGcMs = 0;
-    for (const [start, end, cpu] of this.gaps) {
-      const stall = Math.min(end - start, cpu) - 1;
-      // GC time inside the gap: the pause is ours too, but shown apart from our code's work.
-      let gcInGap = 0;
-      for (const [gcStart, gcDuration] of this.gcs) {
-        gcInGap += Math.max(0, Math.min(end, gcStart + gcDuration) - Math.max(start, gcStart));
-      }
-      maxStallMs = Math.max(maxStallMs, stall);
-      maxStallExGcMs = Math.max(maxStallExGcMs, stall - gcInGap);
-    }
-    const maxGcMs = this.gcs.reduce((m, [, d]) => Math.max(m, d), 0);
-    return { maxStallMs, maxStallExGcMs, maxWallStallMs: this.maxWallStallMs, maxGcMs };
-  }
-
-  private tick(): void {
-    const wall = performance.now();
-    const cpu = mainThreadCpuMs();
-    const wallGap = wall - this.lastWall;
-    this.maxWallStallMs = Math.max(this.maxWallStallMs, wallGap - 1);
-    if (wallGap > 2) this.gaps.push([this.lastWall, wall, cpu - this.lastCpuMs]);
-    this.lastWall = wall;
-    this.lastCpuMs = cpu;
-  }
-}
-
-const SCHEDSTAT = '/proc/thread-self/schedstat';
-// Opened once and re-read in place: readFileSync would allocate a 64 KiB buffer per tick (the
-// file reports size 0), and that garbage would itself cause the GC pauses being measured.
-// (/proc/thread-self resolves when opened, on the main thread: the thread measured.)
-const schedstatFd = existsSync(SCHEDSTAT) ? openSync(SCHEDSTAT, 'r') : undefined;
-const schedstatBuf = Buffer.alloc(64);
-
-/**
- * On-CPU time of the main thread: Linux schedstat (first field, ns), which leaves out time spent
- * waiting for a CPU. Elsewhere, process CPU time (all threads) as an upper bound.
- */
-function mainThreadCpuMs(): number {
-  if (schedstatFd === undefined) {
-    const { user, system } = process.cpuUsage();
-    return (user + system) / 1000;
-  }
-  const n = readSync(schedstatFd, schedstatBuf, 0, schedstatBuf.length, 0);
-  let ns = 0;
-  for (let i = 0; i < n; i++) {
-    const digit = schedstatBuf[i]! - 48;
-    if (digit < 0 || digit > 9) break;
-    ns = ns * 10 + digit;
-  }
-  return ns / 1e6;
-}
 
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;

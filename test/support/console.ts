@@ -397,6 +397,11 @@ export class ReferenceConsole {
     room.localParticipant!.registerRpcMethod(RPC.join, (data) => this.#onJoin(data));
     this.#consult = room;
     this.#event('consult-joined', room, offer.transferId);
+    // Announce ourselves: an attribute change reaches the worker at once, a bare join only on the
+    // server's next 3 s tick (this console publishes no track).
+    room.localParticipant!.setAttributes({ [ATTR.role]: CONSOLE_ROLE }).catch((err: unknown) => {
+      this.errors.push(`could not announce itself in the consult room: ${errorMessage(err)}`);
+    });
   }
 
   /** Move strategy: the server moved the consult connection into the caller room. */
