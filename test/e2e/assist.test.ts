@@ -64,6 +64,8 @@ async function startAssistedCall(prefix: string, agentA: { leaveWhenAsked?: bool
   rig.participants.push(alex as unknown as TestParticipant);
   await serverApi(server).dispatch.createDispatch(room, rig.agentName, { metadata: JSON.stringify({ mode: 'assist', textOnly: true }) });
   const workerIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-') && id !== 'agent-a-alex', WAIT_MS, 'the assisting worker to join');
+  // Agent A's console addresses the worker by the participant it sees: wait until it sees it too.
+  await eventually(() => alex.callerRoom.remoteParticipants.has(workerIdentity) || undefined, { timeoutMs: WAIT_MS, what: 'Agent A to see the worker' });
   // The worker joined to listen: it says nothing to the caller.
   await caller.say('Hi, my order 4471 arrived damaged and I would like a refund.');
   await alex.callerRoom.localParticipant!.sendText('I am sorry to hear that, let me get you to our returns team.', { topic: 'lk.chat' });

@@ -42,7 +42,9 @@ async function startAssistedCall(prefix: string) {
   const alex = await AgentAConsole.join(server, room, 'agent-a-alex');
   rig.participants.push(alex as unknown as TestParticipant);
   await serverApi(server).dispatch.createDispatch(room, rig.agentName, { metadata: JSON.stringify({ mode: 'assist', textOnly: true }) });
-  await caller.waitForParticipant((id) => id.startsWith('agent-') && id !== 'agent-a-alex', WAIT_MS, 'the assisting worker to join');
+  const workerIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-') && id !== 'agent-a-alex', WAIT_MS, 'the assisting worker to join');
+  // Agent A's console addresses the worker by the participant it sees: wait until it sees it too.
+  await eventually(() => alex.callerRoom.remoteParticipants.has(workerIdentity) || undefined, { timeoutMs: WAIT_MS, what: 'Agent A to see the worker' });
   await caller.say('My order 4471 arrived damaged; I was told to call the warehouse.');
   return { room, caller, alex };
 }
