@@ -44,16 +44,6 @@ function chatMessages(filter: (body: { response_format?: unknown }) => boolean =
 }
 const summaryRequests = () => chatMessages((b) => b.response_format !== undefined);
 
-async function recordOf(transferId: string, outcome: string) {
-  return eventually(
-    async () => {
-      const t = await rig.store.getTransfer(transferId);
-      return t?.transfer.outcome === outcome ? t : undefined;
-    },
-    { timeoutMs: WAIT_MS, what: `transfer ${transferId} to be recorded as ${outcome}` },
-  );
-}
-
 /** A caller and a human Agent A in a fresh room, the worker dispatched in assist mode, and a few turns typed. */
 async function startAssistedCall(prefix: string, agentA: { leaveWhenAsked?: boolean } = {}) {
   rig.groq.setChatResponder(script);
@@ -116,7 +106,7 @@ describe('assist mode: a human Agent A hands the call over', () => {
     await caller.left.waitFor((id) => id === workerIdentity, WAIT_MS, 'the worker to leave');
     expect((await serverApi(server).rooms.listParticipants(room)).map((p) => p.identity).sort()).toEqual(['caller', 'console-ana']);
 
-    const record = await recordOf(transferId, 'completed');
+    const record = await rig.ended(transferId, 'completed');
     expect(record.transfer).toMatchObject({ mode: 'assist', initiatedBy: 'agent-a-alex', agentAIdentity: 'agent-a-alex', targetKind: 'participant', agentBIdentity: 'console-ana', callerIdentity: 'caller' });
     expect(record.events.map((e) => e.phase)).toEqual(['requested', 'summarizing', 'offering', 'briefing', 'connecting', 'ended']);
     // The worker transcribed Agent A's side too (in a later summary request, or as a turn attached verbatim).
@@ -159,7 +149,7 @@ describe('assist mode: a human Agent A hands the call over', () => {
     await unpublished;
     expect(alex.callerRoom.isConnected).toBe(true);
     expect(caller.remoteIdentities()).toContain('agent-a-alex');
-    const record = await recordOf(transferId, 'declined');
+    const record = await rig.ended(transferId, 'declined');
     expect(record.transfer).toMatchObject({ mode: 'assist', initiatedBy: 'agent-a-alex' });
     // Agent A can try again at once.
     const again = await alex.start({ v: CONTRACT_VERSION, target: { kind: 'participant', identity: 'console-bo' } });
@@ -180,7 +170,7 @@ describe('assist mode: a human Agent A hands the call over', () => {
     expect(specialistRequest).toContain('4471');
 
     await caller.left.waitFor((id) => id === 'agent-a-alex', WAIT_MS, 'Agent A to leave');
-    const record = await recordOf(transferId, 'completed');
+    const record = await rig.ended(transferId, 'completed');
     expect(record.transfer).toMatchObject({ mode: 'assist', targetKind: 'agent', agentBIdentity: specialist });
     // The caller keeps talking to the specialist.
     expect((await serverApi(server).rooms.listParticipants(room)).map((p) => p.identity)).toContain(specialist);
@@ -194,7 +184,7 @@ describe('assist mode: a human Agent A hands the call over', () => {
     const cancelled = await alex.statuses.waitFor((s) => s.value.event === 'cancelled', WAIT_MS, 'the cancelled status');
     expect(cancelled.value).toMatchObject({ transferId, outcome: 'no_answer' });
     expect(cancelled.value.reason).toContain(`agent ${nobody} did not join within 15000 ms`);
-    const record = await recordOf(transferId, 'no_answer');
+    const record = await rig.ended(transferId, 'no_answer');
     expect(record.transfer).toMatchObject({ targetKind: 'agent', agentBIdentity: nobody });
     // The dispatch that nobody took is withdrawn, so no agent turns up in the call later.
     expect((await serverApi(server).dispatch.listDispatch(caller.room.name!)).filter((d) => d.agentName === nobody)).toEqual([]);
@@ -208,7 +198,7 @@ describe('assist mode: a human Agent A hands the call over', () => {
     await alex.leaveRequests.waitFor(() => true, WAIT_MS, 'the leave request');
     await caller.left.waitFor((id) => id === 'agent-a-alex', WAIT_MS, 'Agent A to be removed');
     await eventually(() => !alex.callerRoom.isConnected || undefined, { timeoutMs: WAIT_MS, what: 'Agent A disconnected by the server' });
-    const record = await recordOf(transferId, 'completed');
+    const record = await rig.ended(transferId, 'completed');
     expect(record.transfer.agentBIdentity).toMatch(/^agent-/);
   });
 });

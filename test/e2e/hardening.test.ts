@@ -15,7 +15,6 @@ import { AnswerSchema, CONTRACT_VERSION, MAX_RPC_PAYLOAD_BYTES, RPC, RPC_ERROR, 
 import { type RunningLiveKitServer, startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import type { RecordedRequest } from '../support/groq-standin.js';
 import { GROQ_KEY, type Rig, TRANSFER_PHRASE, startRig } from '../support/transfer-rig.js';
-import { eventually } from '../support/wait.js';
 
 const WAIT_MS = 20_000;
 /** What a JWT looks like in text: base64url header (always `{"...` so `eyJ`), payload, signature. */
@@ -49,16 +48,6 @@ afterAll(async () => {
   await rig?.close();
   await server?.stop();
 });
-
-async function recordOf(transferId: string, outcome: string) {
-  return eventually(
-    async () => {
-      const t = await rig.store.getTransfer(transferId);
-      return t?.transfer.outcome === outcome ? t : undefined;
-    },
-    { timeoutMs: WAIT_MS, what: `transfer ${transferId} to be recorded as ${outcome}` },
-  );
-}
 
 /** Decodes and checks the signature with the server's key: a token that does not verify fails here. */
 async function claimsOf(token: string): Promise<ClaimGrants> {
@@ -95,7 +84,7 @@ describe('hardening', () => {
     await agentB.connect();
     await agentB.inCallerRoom(WAIT_MS, transferId);
     await caller.left.waitFor((id) => id === agentIdentity, WAIT_MS, 'Agent A to leave');
-    const record = await recordOf(transferId, 'completed');
+    const record = await rig.ended(transferId, 'completed');
     expect(record.transfer.reason).toContain('rejoin');
     // Scan only once the job has shut down, so its last lines (stats, teardown) are in the output too.
     await rig.worker.waitForLog((l) => l.includes('"job stats"') && l.includes(room), WAIT_MS, 'the job to shut down');
@@ -144,7 +133,7 @@ describe('hardening', () => {
     // The same console, within the limit, is heard: the offer is declined and recorded as such.
     const ok = await agentB.callWorker(RPC.answer, answer, { room: 'desk', destination: offered.from });
     expect(ok).toMatchObject({ ok: true, json: { v: CONTRACT_VERSION, ok: true } });
-    const record = await recordOf(offered.offer.transferId, 'declined');
+    const record = await rig.ended(offered.offer.transferId, 'declined');
     expect(record.transfer.agentBIdentity).toBe('console-big');
   });
 

@@ -51,16 +51,6 @@ async function startAssistedCall(prefix: string) {
 
 const moveOf = (identity: string) => (r: RecordedExchange) => r.method === 'MoveParticipant' && (r.body as { identity?: string }).identity === identity;
 
-async function recordOf(transferId: string) {
-  return eventually(
-    async () => {
-      const t = await rig.store.getTransfer(transferId);
-      return t?.transfer.outcome ? t : undefined;
-    },
-    { timeoutMs: WAIT_MS, what: `transfer ${transferId} to end` },
-  );
-}
-
 describe('phone (SIP) targets', () => {
   it('on the open-source server the start is refused before dialling: phone transfers need a server that can move participants', async () => {
     api.setMoveBehaviour('proxy'); // the real server's own answer
@@ -138,7 +128,7 @@ describe('phone (SIP) targets', () => {
     });
     await caller.left.waitFor((id) => id === 'agent-a-alex', WAIT_MS, 'Agent A to leave');
 
-    const record = await recordOf(transferId);
+    const record = await rig.ended(transferId);
     expect(record.transfer).toMatchObject({ outcome: 'completed', mode: 'assist', targetKind: 'sip', agentBIdentity: PHONE_IDENTITY, initiatedBy: 'agent-a-alex' });
     expect(record.transfer.reason).toContain('move');
     expect(record.events.find((e) => e.phase === 'connecting')?.detail).toMatchObject({ via: 'dtmf' });
@@ -159,7 +149,7 @@ describe('phone (SIP) targets', () => {
     const cancelled = await alex.statuses.waitFor((s) => s.value.event === 'cancelled', WAIT_MS, 'the cancelled status');
     expect(cancelled.value).toMatchObject({ transferId, outcome: 'declined' });
     expect(cancelled.value.reason).toMatch(/busy/);
-    const record = await recordOf(transferId);
+    const record = await rig.ended(transferId);
     expect(record.transfer).toMatchObject({ outcome: 'declined', targetKind: 'sip' });
     expect(caller.remoteIdentities()).toContain('agent-a-alex');
   });

@@ -8,7 +8,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { TestParticipant } from '../support/participants.js';
 import { type Rig, TRANSFER_PHRASE, startRig } from '../support/transfer-rig.js';
 import { type RecordedExchange, type TwirpRecorder, startTwirpRecorder } from '../support/twirp-recorder.js';
-import { eventually } from '../support/wait.js';
 
 const server = inject('livekit');
 let rig: Rig;
@@ -26,13 +25,6 @@ afterAll(async () => {
 
 function isMoveOf(r: RecordedExchange, identity: string): boolean {
   return r.method === 'MoveParticipant' && (r.body as { identity?: string } | undefined)?.identity === identity;
-}
-
-async function outcomeOf(transferId: string) {
-  return eventually(async () => (await rig.store.getTransfer(transferId))?.transfer.outcome ? rig.store.getTransfer(transferId) : undefined, {
-    timeoutMs: 20_000,
-    what: `transfer ${transferId} to end`,
-  });
 }
 
 describe('join strategies through the server API', () => {
@@ -53,7 +45,7 @@ describe('join strategies through the server API', () => {
 
     await agentB.inCallerRoom(20_000);
     expect(agentB.events.items.find((e) => e.kind === 'caller-joined')?.via).toBe('rejoin');
-    const record = await outcomeOf(offered.offer.transferId);
+    const record = await rig.ended(offered.offer.transferId);
     expect(record?.transfer).toMatchObject({ outcome: 'completed', reason: expect.stringContaining('rejoin') });
   });
 
@@ -79,7 +71,7 @@ describe('join strategies through the server API', () => {
     await caller.left.waitFor((id) => id === agentIdentity, 20_000, 'Agent A to leave after the move');
     expect(moved?.room.isConnected).toBe(true);
     expect(agentB.joinRequests.items).toEqual([]); // no rejoin token was needed
-    const record = await outcomeOf(offered.offer.transferId);
+    const record = await rig.ended(offered.offer.transferId);
     expect(record?.transfer).toMatchObject({ outcome: 'completed', reason: expect.stringContaining('move') });
   });
 
@@ -91,7 +83,7 @@ describe('join strategies through the server API', () => {
     const offered = await agentB.offers.waitFor(() => true, 20_000, 'the offer');
     await agentB.summaries.waitFor(() => true, 20_000, 'the summary');
     await agentB.connect();
-    const record = await outcomeOf(offered.offer.transferId);
+    const record = await rig.ended(offered.offer.transferId);
     expect(record?.transfer).toMatchObject({ outcome: 'failed', reason: expect.stringContaining('MoveParticipant failed') });
     await caller.waitForAgentText((t) => t.includes('still here to help'), 20_000, 'the AI to come back');
   });

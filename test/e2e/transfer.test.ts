@@ -17,16 +17,6 @@ beforeAll(async () => {
 afterEach(async () => rig.cleanupTest());
 afterAll(async () => rig?.close());
 
-async function recordOf(transferId: string, outcome?: string) {
-  return eventually(
-    async () => {
-      const t = await rig.store.getTransfer(transferId);
-      return t && (outcome === undefined ? t.transfer.outcome !== null : t.transfer.outcome === outcome) ? t : undefined;
-    },
-    { timeoutMs: 20_000, what: `transfer ${transferId} to be recorded${outcome ? ` as ${outcome}` : ''}` },
-  );
-}
-
 describe('warm transfer to a console (self-hosted server: auto join falls back to rejoin)', () => {
   it('happy path: hold, offer, briefing, connect, handover; Agent A and the consult room gone; record complete', async () => {
     const agentB = await rig.addConsole({ identity: 'console-ana', name: 'Ana', skills: ['billing'] });
@@ -64,7 +54,7 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
     });
     expect((await rooms.listParticipants(room)).map((p) => p.identity).sort()).toEqual(['caller', 'console-ana']);
 
-    const record = await recordOf(transferId, 'completed');
+    const record = await rig.ended(transferId, 'completed');
     const t = record.transfer;
     expect(t).toMatchObject({ callerRoom: room, callerIdentity: 'caller', agentBIdentity: 'console-ana', mode: 'frontline', phase: 'ended' });
     for (const at of [t.requestedAt, t.summarizingAt, t.offeringAt, t.briefingAt, t.connectingAt, t.endedAt]) expect(at).toBeGreaterThan(0);
@@ -100,7 +90,7 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
     if (!future.ok) expect(future.error.code).toBe(RPC_ERROR.unsupportedVersion);
 
     // The offer is still Ben's: it times out as no answer, and the caller is back with the AI.
-    const record = await recordOf(offered.offer.transferId, 'no_answer');
+    const record = await rig.ended(offered.offer.transferId, 'no_answer');
     expect(record.transfer.agentBIdentity).toBe('console-ben');
     await caller.waitForAgentText((t) => !t.includes('Please hold') && record !== undefined, 20_000, 'the AI to speak again');
   });
@@ -122,7 +112,7 @@ describe('warm transfer: declines, timeouts, people leaving', () => {
     await second.inCallerRoom(20_000);
     await caller.left.waitFor((id) => id === agentIdentity, 20_000, 'Agent A to leave');
 
-    const record = await recordOf(firstOffer.offer.transferId, 'completed');
+    const record = await rig.ended(firstOffer.offer.transferId, 'completed');
     expect(record.transfer.agentBIdentity).toBe('console-second');
     expect(record.events.filter((e) => e.phase === 'offering').map((e) => (e.detail as { agentB: string }).agentB)).toEqual([
       'console-first',
@@ -138,7 +128,7 @@ describe('warm transfer: declines, timeouts, people leaving', () => {
     await caller.say(`I want to ${TRANSFER_PHRASE}.`);
     await caller.waitForAgentText((t) => t.includes('still here to help'), 40_000, 'the AI to come back');
     const [transfer] = (await rig.store.listTransfers({ room: caller.room.name! })).items;
-    const record = await recordOf(transfer!.id, 'declined');
+    const record = await rig.ended(transfer!.id, 'declined');
     expect(record.transfer.reason).toContain('declined');
     expect(record.events.filter((e) => e.phase === 'offering')).toHaveLength(2);
     // Off hold: the AI answers the caller again.
@@ -152,7 +142,7 @@ describe('warm transfer: declines, timeouts, people leaving', () => {
     const { caller } = await rig.startCall('timeout');
     await caller.say(`Can I ${TRANSFER_PHRASE}?`);
     const offered = await silent.offers.waitFor(() => true, 20_000, 'the offer');
-    const record = await recordOf(offered.offer.transferId, 'no_answer');
+    const record = await rig.ended(offered.offer.transferId, 'no_answer');
     expect(record.transfer.reason).toMatch(/no answer within/);
     await caller.waitForAgentText((t) => t.includes('still here to help'), 20_000, 'the AI to come back');
   });
@@ -170,7 +160,7 @@ describe('warm transfer: declines, timeouts, people leaving', () => {
     await agentB.briefingTexts.waitFor((m) => m.text.includes('hung up'), 20_000, 'the briefing agent to say the caller hung up');
     await agentB.events.waitFor((e) => e.kind === 'consult-left', 20_000, 'Agent B to be out of the consult room');
 
-    const record = await recordOf(offered.offer.transferId, 'caller_left');
+    const record = await rig.ended(offered.offer.transferId, 'caller_left');
     expect(record.transfer.phase).toBe('ended');
     const { rooms } = serverApi(server);
     await eventually(async () => !(await rooms.listRooms()).some((r) => r.name === offered.offer.consult.room), {
@@ -187,7 +177,7 @@ describe('warm transfer: declines, timeouts, people leaving', () => {
     await agentB.summaries.waitFor(() => true, 20_000, 'the summary');
     await agentB.leave();
 
-    const record = await recordOf(offered.offer.transferId, 'agent_b_left');
+    const record = await rig.ended(offered.offer.transferId, 'agent_b_left');
     expect(record.transfer.reason).toContain('left the consult room');
     await caller.waitForAgentText((t) => t.includes('still here to help'), 20_000, 'the AI to come back');
   });
@@ -205,7 +195,7 @@ describe('warm transfer: the caller side', () => {
     });
     await caller.say(`${TRANSFER_PHRASE} ${TRANSFER_PHRASE}`);
     const offered = await agentB.offers.waitFor(() => true, 20_000, 'the offer');
-    await recordOf(offered.offer.transferId, 'no_answer');
+    await rig.ended(offered.offer.transferId, 'no_answer');
     expect(agentB.offers.items).toHaveLength(1);
     expect((await rig.store.listTransfers({ room: caller.room.name! })).items).toHaveLength(1);
   });
@@ -258,7 +248,7 @@ describe('warm transfer: more ways in and out', () => {
     await agentB.ask('Thanks, please put her through.');
     await agentB.inCallerRoom(20_000);
     await caller.waitForAgentText((t) => t.includes('Vic is with us now'), 20_000, 'the introduction');
-    const record = await recordOf(offered.offer.transferId, 'completed');
+    const record = await rig.ended(offered.offer.transferId, 'completed');
     const connecting = record.events.find((e) => e.phase === 'connecting');
     expect(connecting?.detail).toMatchObject({ via: 'voice' });
   });

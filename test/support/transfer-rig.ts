@@ -10,6 +10,7 @@ import { type TransferStore, openTransferStore } from '../../db/store.js';
 import { type ReferenceConsole, ReferenceConsole as Console, type ConsoleOptions } from './console.js';
 import { type ChatRequestInfo, type ChatStep, type GroqStandIn, startGroqStandIn } from './groq-standin.js';
 import { type ServerInfo, TestParticipant, serverApi, uniqueRoom } from './participants.js';
+import { eventually } from './wait.js';
 import { type WorkerProcess, startWorker } from './worker-process.js';
 
 export const GROQ_KEY = 'gsk_test_transfer';
@@ -79,6 +80,8 @@ export interface Rig {
   consoles: ReferenceConsole[];
   participants: TestParticipant[];
   addConsole(opts: Omit<ConsoleOptions, 'deskRoom'>): Promise<ReferenceConsole>;
+  /** The transfer's record once it has ended (with `outcome`, when given), with its events. */
+  ended(transferId: string, outcome?: string, timeoutMs?: number): Promise<NonNullable<Awaited<ReturnType<TransferStore['getTransfer']>>>>;
   /** A text-only caller in a fresh room with the agent dispatched and the greeting received. */
   startCall(prefix?: string, script?: (req: ChatRequestInfo) => ChatStep): Promise<{ room: string; caller: TestParticipant; agentIdentity: string }>;
   cleanupTest(): Promise<void>;
@@ -125,6 +128,15 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
       const c = await Console.join(server, { deskRoom, ...opts });
       rig.consoles.push(c);
       return c;
+    },
+    ended(transferId, outcome, timeoutMs = 30_000) {
+      return eventually(
+        async () => {
+          const t = await store.getTransfer(transferId);
+          return t && (outcome === undefined ? t.transfer.outcome !== null : t.transfer.outcome === outcome) ? t : undefined;
+        },
+        { timeoutMs, what: `transfer ${transferId} to be recorded${outcome ? ` as ${outcome}` : ' as ended'}` },
+      );
     },
     async startCall(prefix = 'call', script = scriptedResponder()) {
       groq.setChatResponder(script);
