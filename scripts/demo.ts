@@ -132,12 +132,17 @@ async function main(): Promise<void> {
   say(`demo complete: transfer ${transferId} completed${groq ? ' (with the Groq stand-in)' : ''}`);
 }
 
-async function shutdown(): Promise<void> {
-  await Promise.all(people.map((p) => p.leave().catch(() => undefined)));
-  await worker?.stop();
-  await store?.close();
-  await groq?.close();
-  await server?.stop();
+// Once: Ctrl-C reaches npm and this process together, and npm then sends SIGTERM as well.
+let stopping: Promise<void> | undefined;
+function shutdown(): Promise<void> {
+  stopping ??= (async () => {
+    await Promise.all(people.map((p) => p.leave().catch(() => undefined)));
+    await worker?.stop();
+    await store?.close();
+    await groq?.close();
+    await server?.stop();
+  })();
+  return stopping;
 }
 
 // Ctrl-C (or a closed pipe) must not leave the server and worker running.

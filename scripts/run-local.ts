@@ -40,14 +40,16 @@ const worker = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL
 });
 const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
 
-let stopping = false;
-async function shutdown(code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
+// Ctrl-C reaches npm and this process at once, and npm then sends SIGTERM too: a second signal must
+// wait for the first shutdown (which stops the local server), not exit in the middle of it.
+let stopping: Promise<never> | undefined;
+function shutdown(code: number): Promise<never> {
+  stopping ??= (async () => {
     await stopProcessGroup(worker, exited);
     await server?.stop();
-  }
-  process.exit(code);
+    process.exit(code);
+  })();
+  return stopping;
 }
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
