@@ -48,3 +48,14 @@ export async function settledWithin<T>(promise: Promise<T>, ms: number, fallback
     clearTimeout(timer);
   }
 }
+
+/** Settles as `promise` does, or resolves (undefined) after `ms`: wait for it, but not for long. */
+export async function atMost<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

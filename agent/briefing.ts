@@ -22,6 +22,7 @@ import {
   TOPIC,
   parsePayload,
 } from './contract.js';
+import { atMost } from './async-utils.js';
 import type { Logger } from './log.js';
 import { PHONE_DECISION_PROMPT, decisionFromDtmf, looksLikeVoicemail } from './sip.js';
 
@@ -184,7 +185,7 @@ export class Briefing {
     if (!this.#session) return;
     try {
       const handle = this.#session.say(text, { allowInterruptions: false, addToChatCtx: false });
-      await Promise.race([handle.waitForPlayout(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+      await atMost(handle.waitForPlayout(), timeoutMs);
     } catch (err) {
       this.opts.log.debug({ err }, 'could not speak to Agent B');
     }

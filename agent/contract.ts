@@ -72,6 +72,16 @@ export const RPC_ERROR = {
 const id = z.string().min(1).max(128);
 const version = z.literal(CONTRACT_VERSION);
 
+/**
+ * Where to go for a consult, with a token of one's own: in an offer (Agent B) and in the `offered`
+ * status (a human Agent A, assist mode). `workerIdentity` is the worker's participant there.
+ */
+export const ConsultPassSchema = z.object({ url: z.string(), room: z.string(), token: z.string(), expiresAt: z.number(), workerIdentity: z.string() });
+export type ConsultPass = z.infer<typeof ConsultPassSchema>;
+
+/** A request that only names its transfer (connect, greet, read-brief). */
+const TransferRefSchema = z.object({ v: version, transferId: id }).strict();
+
 export const SummaryPreviewSchema = z.object({
   intent: z.string().max(300),
   urgency: z.string().max(40),
@@ -90,7 +100,7 @@ export const OfferSchema = z.object({
   note: z.string().max(1000).optional(),
   skill: z.string().max(64).optional(),
   /** Where to go on accept; `workerIdentity` is the worker's participant there (for connect/decline). */
-  consult: z.object({ url: z.string(), room: z.string(), token: z.string(), expiresAt: z.number(), workerIdentity: z.string() }),
+  consult: ConsultPassSchema,
   preview: SummaryPreviewSchema,
   /** Answer by then (ms since epoch) or the offer counts as not answered. */
   expiresAt: z.number(),
@@ -115,7 +125,7 @@ export const AnswerSchema = z
   .strict();
 export type Answer = z.infer<typeof AnswerSchema>;
 
-export const ConnectSchema = z.object({ v: version, transferId: id }).strict();
+export const ConnectSchema = TransferRefSchema;
 export type ConnectRequest = z.infer<typeof ConnectSchema>;
 
 export const DeclineSchema = z.object({ v: version, transferId: id, reason: z.string().max(500).optional() }).strict();
@@ -138,9 +148,6 @@ export const OkReplySchema = z.object({ v: version, ok: z.literal(true) });
 export type OkReply = z.infer<typeof OkReplySchema>;
 
 export const STATUS_EVENTS = ['requested', 'offered', 'briefing', 'connecting', 'completed', 'cancelled'] as const;
-/** A consult-room pass for a human Agent A (assist mode), sent with the `offered` status. */
-export const ConsultPassSchema = z.object({ url: z.string(), room: z.string(), token: z.string(), expiresAt: z.number(), workerIdentity: z.string() });
-export type ConsultPass = z.infer<typeof ConsultPassSchema>;
 export const StatusSchema = z.object({
   v: version,
   transferId: id,
@@ -204,10 +211,10 @@ export type StartReply = z.infer<typeof StartReplySchema>;
 export const LeaveSchema = z.object({ v: version, transferId: id, reason: z.string() }).strict();
 export type LeaveRequest = z.infer<typeof LeaveSchema>;
 
-export const GreetSchema = z.object({ v: version, transferId: id }).strict();
+export const GreetSchema = TransferRefSchema;
 export type GreetRequest = z.infer<typeof GreetSchema>;
 
-export const ReadBriefSchema = z.object({ v: version, transferId: id }).strict();
+export const ReadBriefSchema = TransferRefSchema;
 
 /** What an AI agent target gets in its dispatch metadata (job-options `handoff`). */
 export const HandoffSchema = z.object({

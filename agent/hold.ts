@@ -8,6 +8,7 @@
  */
 import type { AudioFrame, Room } from '@livekit/rtc-node';
 import { voice } from '@livekit/agents';
+import { atMost } from './async-utils.js';
 import { loopFrames } from './hold-music.js';
 import type { Logger } from './log.js';
 
@@ -94,10 +95,7 @@ export class CallerHold implements Hold {
     this.session.interrupt();
     try {
       const handle = this.session.say(this.opts.message, { allowInterruptions: false, addToChatCtx: true });
-      await Promise.race([
-        handle.waitForPlayout(),
-        new Promise((resolve) => setTimeout(resolve, this.opts.messageTimeoutMs ?? 10_000).unref()),
-      ]);
+      await atMost(handle.waitForPlayout(), this.opts.messageTimeoutMs ?? 10_000);
     } catch (err) {
       this.log.warn({ err }, 'hold message could not be played');
     }

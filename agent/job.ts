@@ -8,7 +8,7 @@ import { AgentDispatchClient, RoomServiceClient, SipClient } from 'livekit-serve
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type TransferStore, openTransferStore } from '../db/store.js';
 import { AssistTranscriber, registerStartRpc, seeAgentAOut } from './assist.js';
-import { settledWithin } from './async-utils.js';
+import { atMost, settledWithin } from './async-utils.js';
 import { ATTR, CONTRACT_VERSION, GreetSchema, type Handoff, RPC, RPC_ERROR, parsePayload } from './contract.js';
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
@@ -205,7 +205,7 @@ export default defineAgent({
           const handle = session.say(`Thank you for holding. ${agentBName} is with us now and has the details of your call. ${agentBName}, over to you.`, {
             allowInterruptions: false,
           });
-          await Promise.race([handle.waitForPlayout(), new Promise((r) => setTimeout(r, HANDOVER_SPEECH_TIMEOUT_MS).unref())]);
+          await atMost(handle.waitForPlayout(), HANDOVER_SPEECH_TIMEOUT_MS);
         } catch (err) {
           log.warn({ err }, 'handover introduction failed');
         }
@@ -306,7 +306,7 @@ async function takeOverCall(ctx: JobContext<ProcessData>, session: voice.AgentSe
     (greeted ??= (async () => {
       try {
         const handle = session.generateReply({ instructions: SPECIALIST_GREETING_INSTRUCTIONS });
-        await Promise.race([handle.waitForPlayout(), new Promise((r) => setTimeout(r, HANDOVER_SPEECH_TIMEOUT_MS).unref())]);
+        await atMost(handle.waitForPlayout(), HANDOVER_SPEECH_TIMEOUT_MS);
       } catch (err) {
         log.warn({ err }, 'specialist greeting failed');
       }

@@ -14,8 +14,6 @@ import { CONTRACT_VERSION, JoinReplySchema, type JoinRequest, RPC, parsePayload 
 import type { Logger } from './log.js';
 import { isNotImplemented } from './server-errors.js';
 
-export { isNotImplemented };
-
 export interface JoinPorts {
   roomService: Pick<RoomServiceClient, 'moveParticipant' | 'removeParticipant'>;
   /** The worker's participant in the consult room, to call the console's join RPC. */

@@ -65,14 +65,18 @@ export async function recoverRoom(
 ): Promise<TransferRecord[]> {
   const orphaned = (t: TransferRecord) => {
     if (t.jobId === jobId) return false;
-    const lastSign = t.heartbeatAt ?? t.updatedAt ?? t.requestedAt ?? 0;
-    return !t.jobId || !ports.ownerInRoom(t.jobId) || now - lastSign > STALE_AFTER_MS;
+    return !t.jobId || !ports.ownerInRoom(t.jobId) || now - lastSignOf(t) > STALE_AFTER_MS;
   };
   const open = (await ports.store.listTransfers({ room: callerRoom, status: 'open' })).items.filter(orphaned);
   for (const t of open) {
     await endTransfer(t, `the worker running this transfer stopped in the ${t.phase} phase; job ${jobId} took the call back`, ports);
   }
   return open;
+}
+
+/** When the owner of an open transfer last showed it was alive. */
+function lastSignOf(t: TransferRecord): number {
+  return t.heartbeatAt ?? t.updatedAt ?? t.requestedAt ?? 0;
 }
 
 /** The participant identity the agents runtime gives a job in its room (its default, which we keep). */
@@ -103,7 +107,7 @@ export async function sweepStaleTransfers(ports: SweepPorts, dispatched: Map<str
   if ((await ports.store.flush(5_000)) > 0 || (await ports.store.spoolBacklog()) > 0) return;
   const stale = await ports.store.listOpenTransfers({ staleBeforeMs: now - STALE_AFTER_MS });
   for (const t of stale) {
-    const lastSign = t.heartbeatAt ?? t.updatedAt ?? t.requestedAt ?? 0;
+    const lastSign = lastSignOf(t);
     const abandoned = now - lastSign > ABANDONED_AFTER_MS;
     const people = await ports.roomService.listParticipants(t.callerRoom).catch(() => []);
     const agents = people.filter((p) => Number(p.kind) === AGENT_KIND);

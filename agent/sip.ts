@@ -12,6 +12,7 @@
 import type { RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { z } from 'zod';
 import { isNotImplemented } from './server-errors.js';
+import type { TransferOutcome } from './transfer-state.js';
 
 // ---------------------------------------------------------------------------------------------
 // The target
@@ -161,6 +162,20 @@ export const SIP_FAILURE_REASONS = ['busy', 'declined', 'no_answer', 'voicemail'
  * the phone says, see looksLikeVoicemail), never from the dial itself: a machine answers like a person.
  */
 export type SipFailureReason = (typeof SIP_FAILURE_REASONS)[number];
+
+/** How a phone attempt that did not connect ends the transfer attempt. */
+export function outcomeOfSipFailure(reason: SipFailureReason): TransferOutcome {
+  switch (reason) {
+    case 'busy':
+    case 'declined':
+      return 'declined';
+    case 'no_answer':
+    case 'voicemail':
+      return 'no_answer';
+    default:
+      return 'failed';
+  }
+}
 
 export type SipDialResult =
   | { ok: true; identity: string; participantId?: string; sipCallId?: string }

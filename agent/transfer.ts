@@ -39,7 +39,7 @@ import type { Summarizer } from './summarizer.js';
 import type { SummaryResult } from './summary-schema.js';
 import { mintRoomToken } from './tokens.js';
 import type { Transcript } from './transcript.js';
-import { type SipDefaults, type SipDialResult, type SipTarget, dialAgentB, probeMoveSupport } from './sip.js';
+import { type SipDefaults, type SipDialResult, type SipTarget, dialAgentB, outcomeOfSipFailure, probeMoveSupport } from './sip.js';
 import type { AgentMode, TransferOutcome, TransferPhase } from './transfer-state.js';
 
 export interface TransferRequest {
@@ -377,7 +377,7 @@ export class TransferController {
     arrived.catch(() => undefined); // observed below
     let dispatchId: string | undefined;
     try {
-      const dispatch = await d.dispatch!.createDispatch(callerRoomName, agentName, {
+      const dispatch = await dispatcher.createDispatch(callerRoomName, agentName, {
         metadata: JSON.stringify({ handoff, callerIdentity: d.callerIdentity(), textOnly: d.textOnly }),
       });
       dispatchId = dispatch.id;
@@ -433,6 +433,14 @@ export class TransferController {
     const agentA = d.agentAIdentity?.();
     let briefing: Briefing | undefined;
     const status = (event: StatusMessage['event'], extra: Partial<StatusMessage> = {}): StatusMessage => statusOf(transferId, event, extra);
+    /** Where a console (or Agent A) goes for this attempt, with its own token. */
+    const consultPass = (token: { token: string; expiresAt: number }): ConsultPass => ({
+      url: d.config.transfer.consoleUrl,
+      room: consultRoomName,
+      token: token.token,
+      expiresAt: token.expiresAt,
+      workerIdentity: briefIdentity,
+    });
 
     try {
       record('offering', { attempt, agentB: leg.identity, kind: leg.kind });
@@ -473,8 +481,7 @@ export class TransferController {
       if (agentA) {
         // Agent A meets Agent B in the consult room: a pass for it, with the first progress message.
         const pass = await mintRoomToken({ apiKey, apiSecret, room: consultRoomName, identity: agentA, kind: 'agent', ttlSeconds: TOKEN_TTL_SECONDS });
-        const consult: ConsultPass = { url: d.config.transfer.consoleUrl, room: consultRoomName, token: pass.token, expiresAt: pass.expiresAt, workerIdentity: briefIdentity };
-        void this.#tellAgentA(status('offered', { target: leg.kind === 'sip' ? leg.target.number : leg.identity, consult }));
+        void this.#tellAgentA(status('offered', { target: leg.kind === 'sip' ? leg.target.number : leg.identity, consult: consultPass(pass) }));
       }
 
       if (leg.kind === 'sip') {
@@ -488,8 +495,7 @@ export class TransferController {
         });
         throwIfAborted(signal);
         if (!dialled.ok) {
-          const outcome: TransferOutcome = dialled.reason === 'busy' || dialled.reason === 'declined' ? 'declined' : dialled.reason === 'no_answer' || dialled.reason === 'voicemail' ? 'no_answer' : 'failed';
-          return { kind: 'failed', outcome, reason: `phone ${leg.target.number}: ${dialled.reason}: ${dialled.detail}` };
+          return { kind: 'failed', outcome: outcomeOfSipFailure(dialled.reason), reason: `phone ${leg.target.number}: ${dialled.reason}: ${dialled.detail}` };
         }
       } else {
         const consoleToken = await mintRoomToken({
@@ -511,7 +517,7 @@ export class TransferController {
           reason: req.reason,
           note: req.note,
           skill: req.target.kind === 'participant' ? req.target.skill : undefined,
-          consult: { url: d.config.transfer.consoleUrl, room: consultRoomName, token: consoleToken.token, expiresAt: consoleToken.expiresAt, workerIdentity: briefIdentity },
+          consult: consultPass(consoleToken),
           preview: {
             intent: summaryNow.summary.intent,
             urgency: summaryNow.summary.urgency,
@@ -552,7 +558,7 @@ export class TransferController {
         return { kind: 'decline', reason: `no decision within ${d.config.transfer.briefingTimeoutMs} ms of briefing` };
       });
       if (decision.kind === 'left') return { kind: 'failed', outcome: 'agent_b_left', reason: `${leg.identity} left the consult room during the briefing` };
-      if (decision.kind === 'voicemail') return { kind: 'failed', outcome: 'no_answer', reason: `phone ${leg.identity}: voicemail answered` };
+      if (decision.kind === 'voicemail') return { kind: 'failed', outcome: outcomeOfSipFailure('voicemail'), reason: `phone ${leg.identity}: voicemail answered` };
       if (decision.kind === 'decline') return { kind: 'failed', outcome: 'declined', reason: `${leg.identity} declined after the briefing: ${decision.reason}` };
 
       record('connecting', { attempt, agentB: leg.identity, via: decision.via });
@@ -658,18 +664,31 @@ function throwIfAborted(signal: AbortSignal): void {
  */
 export function waitForHandoffAgent(room: Room, transferId: string, timeoutMs: number): Promise<string> {
   const isIt = (p: Participant) => p.kind === ParticipantKind.AGENT && p.attributes[ATTR.handoff] === transferId;
-  const already = [...room.remoteParticipants.values()].find(isIt);
+  return waitForRemote(room, isIt, timeoutMs, `no agent took over transfer ${transferId} within ${timeoutMs} ms`);
+}
+
+/** Resolves when `identity` is in `room` (already or later); rejects after `timeoutMs`. */
+export async function waitForParticipant(room: Room, identity: string, timeoutMs: number): Promise<void> {
+  await waitForRemote(room, (p) => p.identity === identity, timeoutMs, `${identity} did not join ${room.name} within ${timeoutMs} ms`);
+}
+
+/**
+ * The identity of the first remote participant of `room` that matches (already there, joining,
+ * or changing its attributes to match); rejects with `timeoutMessage` after `timeoutMs`.
+ */
+function waitForRemote(room: Room, matches: (p: Participant) => boolean, timeoutMs: number, timeoutMessage: string): Promise<string> {
+  const already = [...room.remoteParticipants.values()].find(matches);
   if (already) return Promise.resolve(already.identity);
   return new Promise<string>((resolve, reject) => {
     const check = (p: Participant) => {
-      if (!isIt(p)) return;
+      if (!matches(p)) return;
       cleanup();
       resolve(p.identity);
     };
     const onAttributes = (_changed: Record<string, string>, p: Participant) => check(p);
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`no agent took over transfer ${transferId} within ${timeoutMs} ms`));
+      reject(new Error(timeoutMessage));
     }, timeoutMs);
     const cleanup = () => {
       clearTimeout(timer);
@@ -678,26 +697,5 @@ export function waitForHandoffAgent(room: Room, transferId: string, timeoutMs: n
     };
     room.on(RoomEvent.ParticipantConnected, check);
     room.on(RoomEvent.ParticipantAttributesChanged, onAttributes);
-  });
-}
-
-/** Resolves when `identity` is in `room` (already or later); rejects after `timeoutMs`. */
-export function waitForParticipant(room: Room, identity: string, timeoutMs: number): Promise<void> {
-  if (room.remoteParticipants.has(identity)) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const onJoin = (p: RemoteParticipant) => {
-      if (p.identity !== identity) return;
-      cleanup();
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${identity} did not join ${room.name} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      room.off(RoomEvent.ParticipantConnected, onJoin);
-    };
-    room.on(RoomEvent.ParticipantConnected, onJoin);
   });
 }

@@ -8,9 +8,10 @@
 import { ParticipantKind, RoomEvent } from '@livekit/rtc-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CONTRACT_VERSION, RPC, RPC_ERROR } from '../../agent/contract.js';
-import { AgentAConsole, callRpc } from '../support/agent-a-console.js';
+import type { AgentAOptions } from '../support/agent-a-console.js';
+import { callRpc } from '../support/console.js';
 import type { ChatRequestInfo, ChatStep } from '../support/groq-standin.js';
-import { TestParticipant, serverApi, uniqueRoom } from '../support/participants.js';
+import { serverApi } from '../support/participants.js';
 import { type Rig, scriptedResponder, startRig } from '../support/transfer-rig.js';
 import { eventually } from '../support/wait.js';
 
@@ -44,22 +45,13 @@ function chatMessages(filter: (body: { response_format?: unknown }) => boolean =
 }
 const summaryRequests = () => chatMessages((b) => b.response_format !== undefined);
 
-/** A caller and a human Agent A in a fresh room, the worker dispatched in assist mode, and a few turns typed. */
-async function startAssistedCall(prefix: string, agentA: { leaveWhenAsked?: boolean } = {}) {
-  rig.groq.setChatResponder(script);
-  const room = uniqueRoom(prefix);
-  const caller = await TestParticipant.join(server, room, 'caller', { name: 'Dana Reyes' });
-  rig.participants.push(caller);
-  const alex = await AgentAConsole.join(server, room, 'agent-a-alex', agentA);
-  rig.participants.push(alex as unknown as TestParticipant);
-  await serverApi(server).dispatch.createDispatch(room, rig.agentName, { metadata: JSON.stringify({ mode: 'assist', textOnly: true }) });
-  const workerIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-') && id !== 'agent-a-alex', WAIT_MS, 'the assisting worker to join');
-  // Agent A's console addresses the worker by the participant it sees: wait until it sees it too.
-  await eventually(() => alex.callerRoom.remoteParticipants.has(workerIdentity) || undefined, { timeoutMs: WAIT_MS, what: 'Agent A to see the worker' });
+/** An assisted call (see Rig.startAssistedCall) with a first turn from each side, typed. */
+async function startAssistedCall(prefix: string, agentA: AgentAOptions = {}) {
+  const call = await rig.startAssistedCall(prefix, { agentA, script });
   // The worker joined to listen: it says nothing to the caller.
-  await caller.say('Hi, my order 4471 arrived damaged and I would like a refund.');
-  await alex.callerRoom.localParticipant!.sendText('I am sorry to hear that, let me get you to our returns team.', { topic: 'lk.chat' });
-  return { room, caller, alex, workerIdentity };
+  await call.caller.say('Hi, my order 4471 arrived damaged and I would like a refund.');
+  await call.alex.callerRoom.localParticipant!.sendText('I am sorry to hear that, let me get you to our returns team.', { topic: 'lk.chat' });
+  return call;
 }
 
 describe('assist mode: a human Agent A hands the call over', () => {

@@ -11,9 +11,8 @@
 import { ParticipantKind } from '@livekit/rtc-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CONTRACT_VERSION, RPC_ERROR } from '../../agent/contract.js';
-import { AgentAConsole } from '../support/agent-a-console.js';
-import { TestParticipant, serverApi, uniqueRoom } from '../support/participants.js';
-import { type Rig, scriptedResponder, startRig } from '../support/transfer-rig.js';
+import { TestParticipant } from '../support/participants.js';
+import { type Rig, startRig } from '../support/transfer-rig.js';
 import { type RecordedExchange, type TwirpRecorder, sipParticipantReply, sipStatusReply, startTwirpRecorder } from '../support/twirp-recorder.js';
 import { eventually } from '../support/wait.js';
 
@@ -35,18 +34,9 @@ afterAll(async () => {
 });
 
 async function startAssistedCall(prefix: string) {
-  rig.groq.setChatResponder(scriptedResponder());
-  const room = uniqueRoom(prefix);
-  const caller = await TestParticipant.join(server, room, 'caller', { name: 'Dana Reyes' });
-  rig.participants.push(caller);
-  const alex = await AgentAConsole.join(server, room, 'agent-a-alex');
-  rig.participants.push(alex as unknown as TestParticipant);
-  await serverApi(server).dispatch.createDispatch(room, rig.agentName, { metadata: JSON.stringify({ mode: 'assist', textOnly: true }) });
-  const workerIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-') && id !== 'agent-a-alex', WAIT_MS, 'the assisting worker to join');
-  // Agent A's console addresses the worker by the participant it sees: wait until it sees it too.
-  await eventually(() => alex.callerRoom.remoteParticipants.has(workerIdentity) || undefined, { timeoutMs: WAIT_MS, what: 'Agent A to see the worker' });
-  await caller.say('My order 4471 arrived damaged; I was told to call the warehouse.');
-  return { room, caller, alex };
+  const call = await rig.startAssistedCall(prefix);
+  await call.caller.say('My order 4471 arrived damaged; I was told to call the warehouse.');
+  return call;
 }
 
 const moveOf = (identity: string) => (r: RecordedExchange) => r.method === 'MoveParticipant' && (r.body as { identity?: string }).identity === identity;

@@ -3,7 +3,7 @@
  * token marks it as an agent. It starts transfers by RPC, follows their progress, goes to the
  * consult room with the pass it is sent, and leaves the caller room when the worker asks.
  */
-import { type RemoteParticipant, Room, RoomEvent, RpcError, type RpcInvocationData, type TextStreamReader } from '@livekit/rtc-node';
+import { type RemoteParticipant, Room, RoomEvent, type RpcInvocationData, type TextStreamReader } from '@livekit/rtc-node';
 import {
   CONTRACT_VERSION,
   type LeaveRequest,
@@ -14,10 +14,10 @@ import {
   SummaryMessageSchema,
   TOPIC,
 } from '../../agent/contract.js';
+import { type RpcOutcome, callRpc } from './console.js';
 import { type ServerInfo, type TextMessage, mintToken } from './participants.js';
 import { Inbox, nextEvent } from './wait.js';
 
-export type RpcOutcome = { ok: true; json: unknown } | { ok: false; error: RpcError };
 
 export interface AgentAOptions {
   /** Go to the consult room when the worker sends a pass. Default true. */
@@ -119,20 +119,6 @@ export class AgentAConsole {
       await room.disconnect();
       await gone;
     }
-  }
-}
-
-export async function callRpc(room: Room, destination: string, method: string, payload: object | string): Promise<RpcOutcome> {
-  try {
-    const response = await room.localParticipant!.performRpc({
-      destinationIdentity: destination,
-      method,
-      payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
-    });
-    return { ok: true, json: JSON.parse(response) as unknown };
-  } catch (err) {
-    if (err instanceof RpcError) return { ok: false, error: err };
-    throw err;
   }
 }
 

@@ -92,6 +92,22 @@ export interface Received<T> {
 
 export type RpcOutcome = { ok: true; payload: string; json: unknown } | { ok: false; error: RpcError };
 
+/** An RPC from `room`; `payload` is sent as is when a string, else as JSON. Never throws for an RPC error: returns it. */
+export async function callRpc(room: Room, destination: string, method: string, payload: object | string, responseTimeoutMs?: number): Promise<RpcOutcome> {
+  try {
+    const response = await room.localParticipant!.performRpc({
+      destinationIdentity: destination,
+      method,
+      payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+      responseTimeout: responseTimeoutMs,
+    });
+    return { ok: true, payload: response, json: parseJson(response) };
+  } catch (err) {
+    if (err instanceof RpcError) return { ok: false, error: err };
+    throw err;
+  }
+}
+
 export interface SentAnswer {
   answer: Answer;
   to: string;
@@ -274,19 +290,7 @@ export class ReferenceConsole {
     opts: { room: RoomRole; destination?: string; responseTimeoutMs?: number },
   ): Promise<RpcOutcome> {
     const room = this.#roomFor(opts.room);
-    const destination = opts.destination ?? this.#defaultDestination(opts.room, room);
-    try {
-      const response = await room.localParticipant!.performRpc({
-        destinationIdentity: destination,
-        method,
-        payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
-        responseTimeout: opts.responseTimeoutMs,
-      });
-      return { ok: true, payload: response, json: parseJson(response) };
-    } catch (err) {
-      if (err instanceof RpcError) return { ok: false, error: err };
-      throw err;
-    }
+    return callRpc(room, opts.destination ?? this.#defaultDestination(opts.room, room), method, payload, opts.responseTimeoutMs);
   }
 
   /** Disconnect from every room. Safe to call more than once. */

@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TransferStore, openTransferStore } from '../../db/store.js';
+import { type AgentAOptions, AgentAConsole } from './agent-a-console.js';
 import { type ReferenceConsole, ReferenceConsole as Console, type ConsoleOptions } from './console.js';
 import { type ChatRequestInfo, type ChatStep, type GroqStandIn, startGroqStandIn } from './groq-standin.js';
 import { type ServerInfo, TestParticipant, serverApi, uniqueRoom } from './participants.js';
@@ -84,6 +85,14 @@ export interface Rig {
   ended(transferId: string, outcome?: string, timeoutMs?: number): Promise<NonNullable<Awaited<ReturnType<TransferStore['getTransfer']>>>>;
   /** A text-only caller in a fresh room with the agent dispatched and the greeting received. */
   startCall(prefix?: string, script?: (req: ChatRequestInfo) => ChatStep): Promise<{ room: string; caller: TestParticipant; agentIdentity: string }>;
+  /**
+   * Assist mode: a caller and a human Agent A (`agent-a-alex`) in a fresh room, the worker dispatched
+   * to listen, and Agent A's console seeing the worker (it addresses the worker by that participant).
+   */
+  startAssistedCall(
+    prefix: string,
+    opts?: { agentA?: AgentAOptions; script?: (req: ChatRequestInfo) => ChatStep },
+  ): Promise<{ room: string; caller: TestParticipant; alex: AgentAConsole; workerIdentity: string }>;
   cleanupTest(): Promise<void>;
   /** Another worker with the same settings but these (e.g. a second agent name); stopped by close(). */
   startExtraWorker(env: Record<string, string>): Promise<WorkerProcess>;
@@ -147,6 +156,18 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
       const agentIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-'), 30_000, 'the agent to join');
       await caller.waitForAgentText((t) => t.includes('help desk'), 30_000, 'the greeting');
       return { room, caller, agentIdentity };
+    },
+    async startAssistedCall(prefix, opts = {}) {
+      groq.setChatResponder(opts.script ?? scriptedResponder());
+      const room = uniqueRoom(prefix);
+      const caller = await TestParticipant.join(server, room, 'caller', { name: 'Dana Reyes' });
+      rig.participants.push(caller);
+      const alex = await AgentAConsole.join(server, room, 'agent-a-alex', opts.agentA);
+      rig.participants.push(alex as unknown as TestParticipant);
+      await serverApi(server).dispatch.createDispatch(room, agentName, { metadata: JSON.stringify({ mode: 'assist', textOnly: true }) });
+      const workerIdentity = await caller.waitForParticipant((id) => id.startsWith('agent-') && id !== alex.identity, 30_000, 'the assisting worker to join');
+      await eventually(() => alex.callerRoom.remoteParticipants.has(workerIdentity) || undefined, { timeoutMs: 30_000, what: 'Agent A to see the worker' });
+      return { room, caller, alex, workerIdentity };
     },
     async cleanupTest() {
       await Promise.all([...rig.consoles.splice(0), ...rig.participants.splice(0)].map((p) => p.leave()));

@@ -5,7 +5,7 @@ import { ATTR, AnswerSchema, CONSOLE_ROLE, RPC_ERROR, parsePayload } from '../..
 import { type ConsoleInfo, consoleFromAttributes, pickConsole } from '../../agent/desk.js';
 import { pcmFromWav } from '../../agent/groq-tts.js';
 import { parseJobOptions } from '../../agent/job-options.js';
-import { isNotImplemented } from '../../agent/join.js';
+import { isNotImplemented } from '../../agent/server-errors.js';
 import { mintRoomToken } from '../../agent/tokens.js';
 
 const c = (identity: string, idleSince: number, skills: string[] = [], available = true): ConsoleInfo => ({
