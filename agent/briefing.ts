@@ -124,13 +124,9 @@ export class Briefing {
     this.opts.spokenBrief = spokenBrief;
   }
 
-  /** Agent B is in: send the summary to their screen, start the briefing agent, speak the brief. */
+  /** Agent B is in: start the briefing agent, send the summary to their screen, speak the brief. */
   async start(): Promise<void> {
     const local = this.room.localParticipant!;
-    await local.sendText(JSON.stringify(this.opts.summaryMessage), {
-      topic: TOPIC.summary,
-      destinationIdentities: [this.opts.agentBIdentity, ...(this.opts.observers ?? [])],
-    });
     const decide = (d: BriefingDecision) => this.#decide(d);
     const agent = new voice.Agent({
       instructions: briefingInstructions(JSON.stringify(this.opts.summaryMessage.summary, null, 1), this.opts.transcriptText),
@@ -174,6 +170,12 @@ export class Briefing {
         closeOnDisconnect: false,
       },
       outputOptions: { audioEnabled: !this.opts.textOnly, transcriptionEnabled: true },
+    });
+    // Only now that the session listens: Agent B answers what is on screen ("put her through"),
+    // and words sent before the session reads the chat would be dropped.
+    await local.sendText(JSON.stringify(this.opts.summaryMessage), {
+      topic: TOPIC.summary,
+      destinationIdentities: [this.opts.agentBIdentity, ...(this.opts.observers ?? [])],
     });
     if (this.opts.speakBriefOnStart ?? true) {
       session.say(this.opts.phone ? `${this.opts.spokenBrief} ${PHONE_DECISION_PROMPT}` : this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });

@@ -16,6 +16,7 @@ import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS, SPECIALI
 import { AssistHold, CallerHold, type Hold } from './hold.js';
 import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
+import { settleHeap } from './job-process.js';
 import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
 import { jobParticipantIdentity, recoverRoom } from './recovery.js';
@@ -58,6 +59,8 @@ export default defineAgent({
     const holdMusic = loadHoldMusic(process.env.HOLD_MUSIC_FILE?.trim() || undefined);
     holdMusic.catch((err: unknown) => logger().warn({ err }, 'could not decode the hold music; held callers will hear silence'));
     proc.userData.holdMusic = holdMusic;
+    // Then collect what loading left behind, before a call arrives (see agent/job-process.ts).
+    void Promise.allSettled([proc.userData.store, holdMusic]).then(settleHeap);
   },
   entry: async (ctx: JobContext<ProcessData>) => {
     // Audio frames flow through this loop: measure how long it is ever blocked, and report it.
@@ -321,6 +324,10 @@ async function takeOverCall(ctx: JobContext<ProcessData>, session: voice.AgentSe
     await greet();
     return JSON.stringify({ v: CONTRACT_VERSION, ok: true });
   });
-  await ctx.room.localParticipant!.setAttributes({ [ATTR.handoff]: handoff.transferId });
+  // Not awaited: the SDK waits for the server's acknowledgement, which now and then never comes
+  // (it gives up after 5 s; the change is applied all the same).
+  ctx.room.localParticipant!.setAttributes({ [ATTR.handoff]: handoff.transferId }).catch((err: unknown) => {
+    log.warn({ err }, 'could not mark this agent as taking over the transfer');
+  });
   setTimeout(() => void greet(), HANDOFF_GREET_FALLBACK_MS).unref();
 }

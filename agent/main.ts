@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { AgentDispatchClient, RoomServiceClient } from 'livekit-server-sdk';
 import { openTransferStore } from '../db/store.js';
 import { loadEnvFiles } from './env-file.js';
+import { applyJobProcessFlags } from './job-process.js';
 import { logger } from './log.js';
 import { startStaleTransferSweeper } from './recovery.js';
 
@@ -40,6 +41,10 @@ if (process.argv.includes('start') || process.argv.includes('dev')) {
     })
     .catch((err: unknown) => logger().warn({ err }, 'transfer records unavailable in the worker process; no stale-transfer sweep'));
 }
+
+// Job processes are forked with this process's execArgv: give them the heap settings that keep
+// garbage collection out of the audio loop (agent/job-process.ts).
+applyJobProcessFlags();
 
 cli.runApp(
   new ServerOptions({

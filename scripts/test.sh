@@ -21,7 +21,9 @@ echo "== type check"
 npx tsc -p tsconfig.json --noEmit
 
 report="$(mktemp -t vitest-report.XXXXXX.json)"
-trap 'rm -f "$report"' EXIT
+# A failing end-to-end test leaves the worker's output for its call here (test/support/transfer-rig.ts).
+export WT_FAILURE_LOG_DIR="$(mktemp -d -t wt-failures.XXXXXX)"
+trap 'rm -rf "$report" "$WT_FAILURE_LOG_DIR"' EXIT
 
 echo "== tests"
 set +e
@@ -30,4 +32,9 @@ status=$?
 set -e
 
 npx tsx scripts/check-test-report.ts "$report" ${1:+--allow-no-e2e} || status=1
+for f in "$WT_FAILURE_LOG_DIR"/*.log; do
+  [[ -e "$f" ]] || continue
+  echo "== worker output of a failed test ($(basename "$f" .log)), lines cut at 400 characters"
+  cut -c1-400 "$f" | tail -n 120
+done
 exit $status

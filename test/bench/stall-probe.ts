@@ -9,13 +9,15 @@
  * wall-clock gaps of 4 to 13 ms from that alone, more than the targets being checked. The raw
  * wall-clock figures are reported too (`maxWallStallMs`, `p99WallStallMs`). (Linux's per-thread
  * schedstat cannot do this job: it lags a running thread by up to a scheduler tick.)
- * GC pauses inside a gap are reported apart (`maxStallExGcMs`).
+ * GC pauses inside a gap are reported apart (`maxStallExGcMs`), and so is the part of a stall the
+ * process spent on a CPU (`maxStallOnCpuMs`, from its CPU time across the gap).
  *
- * Per-tick stalls go into fixed histograms (0.1 ms buckets), so the probe itself makes no
- * garbage: its own allocations would cause the GC pauses being measured. `pooledP99` pools ticks
+ * Per-tick stalls go into fixed histograms (0.1 ms buckets), so the probe itself makes almost no
+ * garbage (one small object a tick, from process.cpuUsage()): its own allocations would cause the
+ * GC pauses being measured. `pooledP99` pools ticks
  * of several runs, so that a p99 rests on enough samples.
  */
-import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 
 export interface StallStats {
   /** Longest busy stretch beyond the 1 ms period (ms). */
@@ -27,11 +29,30 @@ export interface StallStats {
   p99WallStallMs: number;
   /** maxStallMs less the GC pauses inside it. */
   maxStallExGcMs: number;
+  /**
+   * The largest stall counting only time the process was on a CPU during it (its CPU time in the
+   * gap, all threads: an over-estimate, never flattering). A loop that is "busy" while the host
+   * does not run the process (a shared VM's steal, other tenants) shows a large maxStallMs and a
+   * small value here.
+   */
+  maxStallOnCpuMs: number;
+  /** The same less the GC pauses inside it: our code's own blocking. */
+  maxStallOnCpuExGcMs: number;
   /** Longest GC pause seen. */
   maxGcMs: number;
+  /** Longest pause of each kind of collection (minor = scavenge, major = mark-compact, ...). */
+  maxGcMsByKind: Record<string, number>;
   /** Probe ticks measured. */
   ticks: number;
 }
+
+/** `PerformanceEntry.detail.kind` of a gc entry. */
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
 
 const BUCKET_MS = 0.1;
 const BUCKETS = 20_000; // up to 2 s; longer stalls land in the last bucket (and in the max)
@@ -70,17 +91,24 @@ export class StallProbe {
   readonly wallHistogram = new Histogram();
   private maxStallMs = 0;
   private maxWallStallMs = 0;
-  /** Gaps with a stall over 1 ms: [start, end, stall]; few, so GC pauses can be matched to them. */
-  private readonly longGaps: [number, number, number][] = [];
+  private lastCpuMs = 0;
+  /** Gaps with a stall over 1 ms: [start, end, stall, process CPU ms in the gap]; few, so GC pauses can be matched to them. */
+  private readonly longGaps: [number, number, number, number][] = [];
   private readonly gcs: [number, number][] = [];
+  private readonly gcByKind: Record<string, number> = {};
   private readonly gc = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) this.gcs.push([entry.startTime, entry.duration]);
+    for (const entry of list.getEntries()) {
+      this.gcs.push([entry.startTime, entry.duration]);
+      const kind = GC_KINDS[(entry as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
+      this.gcByKind[kind] = Math.max(this.gcByKind[kind] ?? 0, round(entry.duration));
+    }
   });
 
   start(): void {
     this.gc.observe({ entryTypes: ['gc'] });
     this.lastWall = performance.now();
     this.lastIdle = performance.nodeTiming.idleTime;
+    this.lastCpuMs = cpuMs();
     this.timer = setInterval(() => this.tick(), 1);
   }
 
@@ -89,12 +117,17 @@ export class StallProbe {
     this.tick(); // the gap still open at the end counts too
     this.gc.disconnect();
     let maxStallExGcMs = 0;
-    for (const [start, end, stall] of this.longGaps) {
+    let maxStallOnCpuMs = 0;
+    let maxStallOnCpuExGcMs = 0;
+    for (const [start, end, stall, cpu] of this.longGaps) {
       let gcInGap = 0;
       for (const [gcStart, gcDuration] of this.gcs) {
         gcInGap += Math.max(0, Math.min(end, gcStart + gcDuration) - Math.max(start, gcStart));
       }
       maxStallExGcMs = Math.max(maxStallExGcMs, stall - gcInGap);
+      const onCpu = Math.min(stall, cpu);
+      maxStallOnCpuMs = Math.max(maxStallOnCpuMs, onCpu);
+      maxStallOnCpuExGcMs = Math.max(maxStallOnCpuExGcMs, onCpu - gcInGap);
     }
     return {
       maxStallMs: round(this.maxStallMs),
@@ -102,7 +135,10 @@ export class StallProbe {
       maxWallStallMs: round(this.maxWallStallMs),
       p99WallStallMs: round(Math.min(this.maxWallStallMs, this.wallHistogram.quantile(0.99))),
       maxStallExGcMs: round(Math.max(0, maxStallExGcMs)),
+      maxStallOnCpuMs: round(maxStallOnCpuMs),
+      maxStallOnCpuExGcMs: round(Math.max(0, maxStallOnCpuExGcMs)),
       maxGcMs: round(this.gcs.reduce((m, [, d]) => Math.max(m, d), 0)),
+      maxGcMsByKind: { ...this.gcByKind },
       ticks: this.histogram.total,
     };
   }
@@ -110,6 +146,7 @@ export class StallProbe {
   private tick(): void {
     const wall = performance.now();
     const idle = performance.nodeTiming.idleTime;
+    const cpu = cpuMs();
     const gap = wall - this.lastWall;
     const busy = gap - (idle - this.lastIdle);
     const stall = Math.max(0, Math.min(gap, busy) - 1);
@@ -118,9 +155,10 @@ export class StallProbe {
     this.wallHistogram.add(wallStall);
     this.maxStallMs = Math.max(this.maxStallMs, stall);
     this.maxWallStallMs = Math.max(this.maxWallStallMs, wallStall);
-    if (stall > 1) this.longGaps.push([this.lastWall, wall, stall]);
+    if (stall > 1) this.longGaps.push([this.lastWall, wall, stall, cpu - this.lastCpuMs]);
     this.lastWall = wall;
     this.lastIdle = idle;
+    this.lastCpuMs = cpu;
   }
 }
 
@@ -129,6 +167,12 @@ export function pooledP99(probes: StallProbe[], which: 'busy' | 'wall' = 'busy')
   const pooled = new Histogram();
   for (const p of probes) pooled.merge(which === 'busy' ? p.histogram : p.wallHistogram);
   return round(pooled.quantile(0.99));
+}
+
+/** CPU time of the whole process so far (user + system, every thread), in ms. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1_000;
 }
 
 function round(n: number): number {

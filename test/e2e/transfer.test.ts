@@ -2,8 +2,10 @@
  * Warm transfer to a human at a WebRTC console, end to end against the real open-source server:
  * the worker process, a real caller, real reference consoles in the desk, a real record database.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RPC, RPC_ERROR } from '../../agent/contract.js';
+import { JOB_PROCESS_FLAGS } from '../../agent/job-process.js';
 import { serverApi } from '../support/participants.js';
 import { type Rig, TRANSFER_PHRASE, startRig } from '../support/transfer-rig.js';
 import { eventually } from '../support/wait.js';
@@ -21,6 +23,10 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
   it('happy path: hold, offer, briefing, connect, handover; Agent A and the consult room gone; record complete', async () => {
     const agentB = await rig.addConsole({ identity: 'console-ana', name: 'Ana', skills: ['billing'] });
     const { room, caller, agentIdentity } = await rig.startCall('happy');
+    // The call's job process runs with the heap flags that keep GC pauses out of its loop.
+    const started = rig.worker.records().find((r) => r.msg === 'call started' && r.room === room);
+    const jobArgs = readFileSync(`/proc/${String(started?.pid)}/cmdline`, 'utf8').split('\0');
+    expect(jobArgs).toEqual(expect.arrayContaining([...JOB_PROCESS_FLAGS]));
 
     await caller.say(`My order 4471 arrived damaged. I want to ${TRANSFER_PHRASE}.`);
     // The caller is told to hold (the configured hold message), by the system, not the model.

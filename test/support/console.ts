@@ -183,6 +183,8 @@ export class ReferenceConsole {
   readonly events = new Inbox<ConsoleEvent>();
   /** Contract breaches by the other side, and failures of the console's own steps. */
   readonly errors = new Inbox<string>();
+  /** The console's own steps with their times, for the report of a failed test. */
+  readonly trace: string[] = [];
 
   readonly desk = new Room();
   #consult?: Room;
@@ -314,6 +316,7 @@ export class ReferenceConsole {
     const busy = this.#closed || !this.#available || this.#ringing !== undefined;
     const status: OfferReply['status'] = busy ? 'busy' : 'ringing';
     this.offers.push({ offer, from: data.callerIdentity, reply: status, at: Date.now() });
+    this.#step(`offer ${offer.attemptId} from ${data.callerIdentity}: ${status}`);
     if (!busy) this.#ring({ offer, from: data.callerIdentity });
     const reply: OfferReply = { v: CONTRACT_VERSION, status };
     return JSON.stringify(reply);
@@ -355,9 +358,18 @@ export class ReferenceConsole {
       return;
     }
     // The person clicked accept: the console is busy from now on, unless the worker refuses.
-    await this.setAvailable(false);
+    // Marking itself unavailable does not hold up the answer: the SDK's setAttributes waits for the
+    // server's acknowledgement, which now and then never comes (it gives up after 5 s; the change
+    // itself is applied), and the offer would expire meanwhile.
+    this.#step(`accepting ${inHand.offer.attemptId}`);
+    const marked = this.setAvailable(false).then(
+      () => this.#step('marked itself unavailable'),
+      (err: unknown) => this.#step(`marking itself unavailable failed: ${errorMessage(err)}`),
+    );
     const outcome = await this.#answer(inHand, 'accept');
+    this.#step(`answer sent: ${outcome.ok ? 'ok' : outcome.error.message}`);
     if (!outcome.ok) {
+      await marked;
       if (!this.#closed) await this.setAvailable(true);
       return;
     }
@@ -389,7 +401,9 @@ export class ReferenceConsole {
       this.#event(role === 'caller' ? 'caller-left' : 'consult-left', room, offer.transferId);
     });
     try {
+      this.#step(`connecting to consult room ${offer.consult.room}`);
       await room.connect(offer.consult.url, offer.consult.token, ROOM_OPTIONS);
+      this.#step('connected to the consult room');
     } catch (err) {
       this.errors.push(`could not join consult room ${offer.consult.room}: ${errorMessage(err)}`);
       return;
@@ -547,6 +561,10 @@ export class ReferenceConsole {
   #requireAccepted(): OfferInHand {
     if (!this.#accepted) throw new Error(`${this.identity} has not accepted an offer`);
     return this.#accepted;
+  }
+
+  #step(what: string): void {
+    this.trace.push(`${new Date().toISOString()} ${what}`);
   }
 
   #event(kind: ConsoleEvent['kind'], room: Room, transferId?: string, via?: ConsoleEvent['via']): void {

@@ -3,9 +3,10 @@
  * model (it calls transfer_to_human when the caller asks for a person), the summary model and the
  * briefing model; the real worker; a caller; reference consoles in the desk; and the record store.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { onTestFailed } from 'vitest';
 import { type TransferStore, openTransferStore } from '../../db/store.js';
 import { type AgentAOptions, AgentAConsole } from './agent-a-console.js';
 import { type ReferenceConsole, ReferenceConsole as Console, type ConsoleOptions } from './console.js';
@@ -123,6 +124,34 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
   // spoolDir false: the test process must never replay the worker's spooled records itself.
   const store = await openTransferStore({ url: dbUrl, spoolDir: false });
   const extraWorkers: WorkerProcess[] = [];
+  // A failed e2e test prints what the worker said about its calls: CI keeps no other trace of it.
+  let explainingTest: unknown;
+  const explainIfFailed = (room: string) => {
+    const from = rig.worker.lines.items.length;
+    const worker = rig.worker;
+    const consoles = rig.consoles; // this test's (cleanupTest starts a new list before this runs)
+    try {
+      onTestFailed((ctx) => {
+        if (explainingTest === ctx.task) return;
+        explainingTest = ctx.task;
+        const lines = worker.lines.items.slice(from).filter((l) => !l.includes('"room":') || l.includes(room));
+        const errors = consoles.flatMap((c) => c.errors.items.map((e) => `${c.identity}: ${e}`));
+        const text = [
+          `--- ${ctx.task.name}: worker output since ${room} started (${lines.length} lines, last 200) ---`,
+          ...lines.slice(-200),
+          `--- console errors (${errors.length}) ---`,
+          ...errors,
+          ...consoles.flatMap((c) => [`--- ${c.identity} steps ---`, ...c.trace]),
+        ].join('\n');
+        console.error(text);
+        // npm test prints these again after the summary, where a CI log's tail keeps them.
+        const dir = process.env.WT_FAILURE_LOG_DIR;
+        if (dir) writeFileSync(join(dir, `${room}.log`), `${text}\n`);
+      });
+    } catch {
+      // not inside a running test (a hook): nothing to attach to
+    }
+  };
   const rig: Rig = {
     server,
     groq,
@@ -150,6 +179,7 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
     async startCall(prefix = 'call', script = scriptedResponder()) {
       groq.setChatResponder(script);
       const room = uniqueRoom(prefix);
+      explainIfFailed(room);
       const caller = await TestParticipant.join(server, room, 'caller', { name: 'Dana Reyes' });
       rig.participants.push(caller);
       await serverApi(server).dispatch.createDispatch(room, agentName, { metadata: JSON.stringify({ textOnly: true }) });
@@ -160,6 +190,7 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
     async startAssistedCall(prefix, opts = {}) {
       groq.setChatResponder(opts.script ?? scriptedResponder());
       const room = uniqueRoom(prefix);
+      explainIfFailed(room);
       const caller = await TestParticipant.join(server, room, 'caller', { name: 'Dana Reyes' });
       rig.participants.push(caller);
       const alex = await AgentAConsole.join(server, room, 'agent-a-alex', opts.agentA);
@@ -170,7 +201,10 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
       return { room, caller, alex, workerIdentity };
     },
     async cleanupTest() {
-      await Promise.all([...rig.consoles.splice(0), ...rig.participants.splice(0)].map((p) => p.leave()));
+      const gone = [...rig.consoles, ...rig.participants];
+      rig.consoles = [];
+      rig.participants = [];
+      await Promise.all(gone.map((p) => p.leave()));
       groq.reset();
     },
     async startExtraWorker(env) {
