@@ -256,6 +256,14 @@ export const CONFIG_VARS = {
     defaultText: 'autumn',
     parse: (raw) => optional(raw, 'autumn'),
   } satisfies VarSpec<string>,
+  jobStallProbe: {
+    name: 'JOB_STALL_PROBE',
+    description:
+      "Measure each call's event-loop stalls with a 1 ms probe (busy time, and the call thread's own CPU time in them) and report them in the `job stats` log line. For diagnosis and benchmarks.",
+    expected: 'true or false',
+    defaultText: 'false',
+    parse: (raw) => boolean(raw, false),
+  } satisfies VarSpec<boolean>,
   textOnly: {
     name: 'AGENT_TEXT_ONLY',
     description: 'Talk over text (lk.chat in, lk.transcription out) instead of audio. Dispatch metadata `{"textOnly": true}` chooses it per call.',
@@ -409,7 +417,7 @@ type Values = { [K in keyof Specs]: ReturnType<Specs[K]['parse']> };
 export interface WorkerConfig {
   livekit: { url: string; apiUrl: string; apiKey: string; apiSecret: string };
   agentName: string;
-  worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number };
+  worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number; stallProbe: boolean };
   groq: { apiKey: string; baseURL: string; openaiBaseURL: string; llmModel: string; sttModel: string };
   tts: { baseURL: string; apiKey: string; model: string; voice: string };
   textOnly: boolean;
@@ -482,7 +490,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   return {
     livekit: { url: v.livekitUrl, apiUrl: v.livekitApiUrl || v.livekitUrl.replace(/^ws/, 'http'), apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
     agentName: v.agentName,
-    worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs },
+    worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs, stallProbe: v.jobStallProbe },
     groq: {
       apiKey: v.groqApiKey,
       baseURL: v.groqBaseUrl,

@@ -17,6 +17,7 @@ import { AssistHold, CallerHold, type Hold } from './hold.js';
 import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
 import { settleHeap } from './job-process.js';
+import { StallProbe } from './stall-probe.js';
 import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
 import { jobParticipantIdentity, recoverRoom } from './recovery.js';
@@ -69,6 +70,9 @@ export default defineAgent({
     let peakRss = process.memoryUsage.rss();
     const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 1_000).unref();
     const config = loadConfig();
+    // JOB_STALL_PROBE: also tell the call thread's own blocking from the host not running it.
+    const probe = config.worker.stallProbe ? new StallProbe({ cpu: 'thread' }) : undefined;
+    probe?.start();
     const log = logger().child({ room: ctx.job.room?.name, jobId: ctx.job.id });
     const parsed = parseJobOptions(ctx.job.metadata);
     if (!parsed.ok) log.warn({ error: parsed.error }, 'ignoring bad dispatch metadata; using defaults');
@@ -246,10 +250,22 @@ export default defineAgent({
     ctx.addShutdownCallback(async () => {
       loopDelay.disable();
       clearInterval(rssTimer);
+      const stalls = probe?.stop();
       log.info(
         {
           loopDelayMaxMs: Math.round(loopDelay.max / 1e5) / 10,
           loopDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e5) / 10,
+          ...(stalls
+            ? {
+                stallProbe: {
+                  maxStallMs: stalls.maxStallMs,
+                  p99StallMs: stalls.p99StallMs,
+                  maxStallOnCpuMs: stalls.maxStallOnCpuMs,
+                  maxStallOnCpuExGcMs: stalls.maxStallOnCpuExGcMs,
+                  maxGcMs: stalls.maxGcMs,
+                },
+              }
+            : {}),
           peakRssMb: Math.round(Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20),
           cpuUserMs: Math.round(process.cpuUsage().user / 1000),
         },

@@ -8,7 +8,7 @@
  *   npm run bench:db -- --json       {"runs":[{"store":"as-built"|"main-thread","eventsPerSec","maxStallMs","p99StallMs","maxWallStallMs","p99WallStallMs"}],"samples":[...every run]}
  *   npm run bench:db -- --runs 9     repeat (default 7); the table shows medians and pooled p99s
  *
- * Stalls are measured with the probe all benchmarks share (test/bench/stall-probe.ts): a 1 ms
+ * Stalls are measured with the probe all benchmarks share (agent/stall-probe.ts): a 1 ms
  * timer; a stall is the time the loop was busy between two ticks beyond the 1 ms (the wall-clock
  * gaps, with the OS's scheduling of this shared machine in them, are shown beside). Unlike
  * perf_hooks.monitorEventLoopDelay, it also sees a stall that lasts until the end of the
@@ -31,7 +31,7 @@ import { migrate } from '../../db/migrate.js';
 import { statementsFor } from '../../db/statements.js';
 import { openTransferStore, type StoreLogger } from '../../db/store.js';
 import type { NewTransfer, WriteOp } from '../../db/types.js';
-import { type StallStats, StallProbe, pooledP99 } from './stall-probe.js';
+import { type StallStats, StallProbe, pooledP99 } from '../../agent/stall-probe.js';
 
 const TRANSFERS = 50;
 const EVENTS_PER_TRANSFER = 19; // + "requested" and "ended": 21 events each, 1050 in all

@@ -412,12 +412,17 @@ interface JobStats {
   loopDelayP99Ms: number;
   peakRssMb: number;
   cpuUserMs: number;
+  /** JOB_STALL_PROBE: the largest busy stall, and how much of it the call thread was on a CPU. */
+  probeMaxStallMs?: number;
+  probeMaxStallOnCpuMs?: number;
+  probeMaxStallOnCpuExGcMs?: number;
 }
 
 function jobStatsOf(line: string): JobStats | undefined {
   if (!line.includes('"job stats"')) return undefined;
   try {
     const r = JSON.parse(line) as Record<string, unknown>;
+    const probe = r.stallProbe as { maxStallMs: number; maxStallOnCpuMs: number; maxStallOnCpuExGcMs: number } | undefined;
     return {
       pid: Number(r.pid),
       room: String(r.room),
@@ -425,6 +430,9 @@ function jobStatsOf(line: string): JobStats | undefined {
       loopDelayP99Ms: Number(r.loopDelayP99Ms),
       peakRssMb: Number(r.peakRssMb),
       cpuUserMs: Number(r.cpuUserMs),
+      probeMaxStallMs: probe?.maxStallMs,
+      probeMaxStallOnCpuMs: probe?.maxStallOnCpuMs,
+      probeMaxStallOnCpuExGcMs: probe?.maxStallOnCpuExGcMs,
     };
   } catch {
     return undefined;
@@ -510,6 +518,8 @@ async function benchConcurrency(server: ServerInfo) {
     WORKER_IDLE_PROCESSES: String(CALLS),
     // Ten calls on two cores: offers and joins take longer than the tests' short timeouts allow.
     TRANSFER_OFFER_TIMEOUT_MS: '60000',
+    // Tell each call thread's own blocking from the host (two cores, twenty processes) not running it.
+    JOB_STALL_PROBE: 'true',
   });
   const sampler = new ProcTreeSampler(rig.worker.pid);
   try {
@@ -573,6 +583,9 @@ async function benchConcurrency(server: ServerInfo) {
         cpuMsDuringRun: s ? sampler.cpuMs(s.pid) : undefined,
         loopDelayMaxMs: s?.loopDelayMaxMs,
         loopDelayP99Ms: s?.loopDelayP99Ms,
+        probeMaxStallMs: s?.probeMaxStallMs,
+        probeMaxStallOnCpuMs: s?.probeMaxStallOnCpuMs,
+        probeMaxStallOnCpuExGcMs: s?.probeMaxStallOnCpuExGcMs,
         watchdogMaxCodeStallMs: s ? (stalls.get(s.pid)?.code ?? 0) : undefined,
         watchdogMaxHostStallMs: s ? (stalls.get(s.pid)?.host ?? 0) : undefined,
         watchdogInTransferCodeStallMs: s ? (stalls.get(s.pid)?.codeInTransfer ?? 0) : undefined,
@@ -593,6 +606,10 @@ async function benchConcurrency(server: ServerInfo) {
       maxJobStallMs: Math.max(...withStats.map((j) => j.loopDelayMaxMs!)),
       medianJobStallMs: round(median(withStats.map((j) => j.loopDelayMaxMs!)), 1),
       maxJobP99Ms: Math.max(...withStats.map((j) => j.loopDelayP99Ms!)),
+      // The stall probe in each job (1 ms timer): busy stalls, and the part of them the call thread was on a CPU.
+      maxJobBusyStallMs: Math.max(0, ...withStats.map((j) => j.probeMaxStallMs ?? 0)),
+      maxJobOnCpuStallMs: Math.max(0, ...withStats.map((j) => j.probeMaxStallOnCpuMs ?? 0)),
+      maxJobOnCpuStallExGcMs: Math.max(0, ...withStats.map((j) => j.probeMaxStallOnCpuExGcMs ?? 0)),
       peakTreeRssMb: round(sampler.peakTreeRssKb / 1024),
       treeCpuMsDuringRun: [...sampler.pids.keys()].reduce((n, pid) => n + (sampler.cpuMs(pid) ?? 0), 0),
       otherProcesses: others.map((pid) => ({ pid, peakRssMb: round(sampler.pids.get(pid)!.peakRssKb / 1024), cpuMsDuringRun: sampler.cpuMs(pid) })),
@@ -677,14 +694,15 @@ if (values.json) {
     `| process tree CPU during the run | ${c.treeCpuMsDuringRun} ms |`,
     `| largest job event-loop stall | ${c.maxJobStallMs} ms (median of jobs ${c.medianJobStallMs} ms; target < ${TARGET_STALL_MS} ms) |`,
     `| largest job loop delay p99 | ${c.maxJobP99Ms} ms |`,
+    `| stall probe in the jobs: largest busy stall / of it the call thread on a CPU / the same without GC | ${c.maxJobBusyStallMs} / ${c.maxJobOnCpuStallMs} / ${c.maxJobOnCpuStallExGcMs} ms |`,
     `| runtime watchdog, largest stall in a job: blocking code / host did not run the process | ${c.watchdogMaxCodeStallMs} / ${c.watchdogMaxHostStallMs} ms |`,
     `| the same, only while the transfer ran (requested to ended) | ${c.watchdogInTransferCodeStallMs} / ${c.watchdogInTransferHostStallMs} ms |`,
     '',
-    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | watchdog code / host ms | in transfer |`,
-    `| --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
+    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | probe busy / on CPU ms | watchdog code / host ms | in transfer |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
   );
   for (const j of c.jobs) {
-    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
+    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probeMaxStallMs ?? '-'} / ${j.probeMaxStallOnCpuMs ?? '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
   }
   out.push('', c.note);
   process.stdout.write(`${out.join('\n')}\n`);

@@ -29,7 +29,7 @@
  * - rolling: `current()` (latest rolling summary + unseen turns verbatim); the refinement by
  *   `forTransfer()` is reported apart as refineMs;
  * - at-transfer: `forTransfer()` with rolling off (one request for the whole call).
- * Stalls (test/bench/stall-probe.ts): `maxStallMs` is the longest time the loop was busy between
+ * Stalls (agent/stall-probe.ts): `maxStallMs` is the longest time the loop was busy between
  * two ticks of a 1 ms probe timer, beyond the 1 ms; `maxStallExGcMs` is the same less the GC pauses
  * inside it; `maxGcMs` is the longest GC pause; `maxWallStallMs` the longest wall-clock gap. The stand-in runs at a lower CPU priority (nice
  * 10): in production Groq is another machine, and on two cores its token streaming would otherwise
@@ -48,7 +48,7 @@ import { DEFAULT_SUMMARIZER_SETTINGS, Summarizer, type SummarizerSettings } from
 import type { HandoffSummary } from '../../agent/summary-schema.js';
 import { Transcript } from '../../agent/transcript.js';
 import { startGroqStandIn, type ChatRequestInfo, type ChatStep } from '../support/groq-standin.js';
-import { StallProbe } from './stall-probe.js';
+import { StallProbe } from '../../agent/stall-probe.js';
 
 // Keep stdout for the result (pino writes to stdout).
 process.env.LOG_LEVEL ??= 'error';
