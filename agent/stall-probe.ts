@@ -1,5 +1,6 @@
 /**
- * How long the event loop is blocked, measured the same way by every benchmark.
+ * How long the event loop is blocked, measured the same way by every benchmark and, with
+ * JOB_STALL_PROBE, inside each call's job process.
  *
  * A 1 ms probe timer. For each gap between two ticks, the stall is the time the loop was *busy*
  * in it (running callbacks, or collecting garbage), beyond the 1 ms period: the gap less the time
@@ -15,8 +16,8 @@
  *
  * Per-tick stalls go into fixed histograms (0.1 ms buckets), so the probe itself makes almost no
  * garbage (one small object a tick, from process.cpuUsage()): its own allocations would cause the
- * GC pauses being measured. `pooledP99` pools ticks
- * of several runs, so that a p99 rests on enough samples.
+ * GC pauses being measured. `pooledP99` pools ticks of several runs, so that a p99 rests on
+ * enough samples.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
@@ -32,10 +33,10 @@ export interface StallStats {
   /** maxStallMs less the GC pauses inside it. */
   maxStallExGcMs: number;
   /**
-   * The largest stall counting only time the process was on a CPU during it (its CPU time in the
-   * gap, all threads: an over-estimate, never flattering). A loop that is "busy" while the host
-   * does not run the process (a shared VM's steal, other tenants) shows a large maxStallMs and a
-   * small value here.
+   * The largest stall counting only time spent on a CPU during it, by the probe's `CpuClock`
+   * (never flattering: the process clock counts every thread, the thread clock adds its lag). A
+   * loop that is "busy" while the host does not run it (a shared VM's steal, other tenants, an
+   * overloaded machine) shows a large maxStallMs and a small value here.
    */
   maxStallOnCpuMs: number;
   /** The same less the GC pauses inside it: our code's own blocking. */
