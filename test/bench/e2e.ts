@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import type { ReferenceConsole } from '../support/console.js';
 import type { ChatRequestInfo, ChatStep, Latency, RecordedRequest } from '../support/groq-standin.js';
+import type { StallStats } from '../../agent/stall-probe.js';
 import type { ServerInfo, TestParticipant } from '../support/participants.js';
 import { type Rig, TRANSFER_PHRASE, scriptedResponder, startRig } from '../support/transfer-rig.js';
 import { eventually, withDeadline } from '../support/wait.js';
@@ -413,16 +414,13 @@ interface JobStats {
   peakRssMb: number;
   cpuUserMs: number;
   /** JOB_STALL_PROBE: the largest busy stall, and how much of it the call thread was on a CPU. */
-  probeMaxStallMs?: number;
-  probeMaxStallOnCpuMs?: number;
-  probeMaxStallOnCpuExGcMs?: number;
+  probe?: Pick<StallStats, 'maxStallMs' | 'maxStallOnCpuMs' | 'maxStallOnCpuExGcMs'>;
 }
 
 function jobStatsOf(line: string): JobStats | undefined {
   if (!line.includes('"job stats"')) return undefined;
   try {
     const r = JSON.parse(line) as Record<string, unknown>;
-    const probe = r.stallProbe as { maxStallMs: number; maxStallOnCpuMs: number; maxStallOnCpuExGcMs: number } | undefined;
     return {
       pid: Number(r.pid),
       room: String(r.room),
@@ -430,9 +428,7 @@ function jobStatsOf(line: string): JobStats | undefined {
       loopDelayP99Ms: Number(r.loopDelayP99Ms),
       peakRssMb: Number(r.peakRssMb),
       cpuUserMs: Number(r.cpuUserMs),
-      probeMaxStallMs: probe?.maxStallMs,
-      probeMaxStallOnCpuMs: probe?.maxStallOnCpuMs,
-      probeMaxStallOnCpuExGcMs: probe?.maxStallOnCpuExGcMs,
+      probe: r.stallProbe as JobStats['probe'],
     };
   } catch {
     return undefined;
@@ -583,9 +579,7 @@ async function benchConcurrency(server: ServerInfo) {
         cpuMsDuringRun: s ? sampler.cpuMs(s.pid) : undefined,
         loopDelayMaxMs: s?.loopDelayMaxMs,
         loopDelayP99Ms: s?.loopDelayP99Ms,
-        probeMaxStallMs: s?.probeMaxStallMs,
-        probeMaxStallOnCpuMs: s?.probeMaxStallOnCpuMs,
-        probeMaxStallOnCpuExGcMs: s?.probeMaxStallOnCpuExGcMs,
+        probe: s?.probe,
         watchdogMaxCodeStallMs: s ? (stalls.get(s.pid)?.code ?? 0) : undefined,
         watchdogMaxHostStallMs: s ? (stalls.get(s.pid)?.host ?? 0) : undefined,
         watchdogInTransferCodeStallMs: s ? (stalls.get(s.pid)?.codeInTransfer ?? 0) : undefined,
@@ -607,9 +601,9 @@ async function benchConcurrency(server: ServerInfo) {
       medianJobStallMs: round(median(withStats.map((j) => j.loopDelayMaxMs!)), 1),
       maxJobP99Ms: Math.max(...withStats.map((j) => j.loopDelayP99Ms!)),
       // The stall probe in each job (1 ms timer): busy stalls, and the part of them the call thread was on a CPU.
-      maxJobBusyStallMs: Math.max(0, ...withStats.map((j) => j.probeMaxStallMs ?? 0)),
-      maxJobOnCpuStallMs: Math.max(0, ...withStats.map((j) => j.probeMaxStallOnCpuMs ?? 0)),
-      maxJobOnCpuStallExGcMs: Math.max(0, ...withStats.map((j) => j.probeMaxStallOnCpuExGcMs ?? 0)),
+      maxJobBusyStallMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallMs ?? 0)),
+      maxJobOnCpuStallMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallOnCpuMs ?? 0)),
+      maxJobOnCpuStallExGcMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallOnCpuExGcMs ?? 0)),
       peakTreeRssMb: round(sampler.peakTreeRssKb / 1024),
       treeCpuMsDuringRun: [...sampler.pids.keys()].reduce((n, pid) => n + (sampler.cpuMs(pid) ?? 0), 0),
       otherProcesses: others.map((pid) => ({ pid, peakRssMb: round(sampler.pids.get(pid)!.peakRssKb / 1024), cpuMsDuringRun: sampler.cpuMs(pid) })),
@@ -702,7 +696,7 @@ if (values.json) {
     `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
   );
   for (const j of c.jobs) {
-    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probeMaxStallMs ?? '-'} / ${j.probeMaxStallOnCpuMs ?? '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
+    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
   }
   out.push('', c.note);
   process.stdout.write(`${out.join('\n')}\n`);

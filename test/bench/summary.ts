@@ -48,32 +48,23 @@ import { DEFAULT_SUMMARIZER_SETTINGS, Summarizer, type SummarizerSettings } from
 import type { HandoffSummary } from '../../agent/summary-schema.js';
 import { Transcript } from '../../agent/transcript.js';
 import { startGroqStandIn, type ChatRequestInfo, type ChatStep } from '../support/groq-standin.js';
-import { StallProbe } from '../../agent/stall-probe.js';
+import { type StallStats, StallProbe } from '../../agent/stall-probe.js';
 
 // Keep stdout for the result (pino writes to stdout).
 process.env.LOG_LEVEL ??= 'error';
 
 type Mode = 'rolling' | 'at-transfer';
 
-interface Run {
+/** The probe's figures a run reports (see StallStats in agent/stall-probe.ts for each). */
+const STALL_FIELDS = ['maxStallMs', 'maxStallExGcMs', 'maxStallOnCpuMs', 'maxStallOnCpuExGcMs', 'maxWallStallMs', 'maxGcMs'] as const;
+type StallFields = Pick<StallStats, (typeof STALL_FIELDS)[number] | 'maxGcMsByKind'>;
+
+interface Run extends StallFields {
   turns: number;
   mode: Mode;
   calls: number;
   waitMsP50: number;
   waitMsP95: number;
-  maxStallMs: number;
-  /** maxStallMs less the garbage-collection pauses inside it: our code's own blocking. */
-  maxStallExGcMs: number;
-  /** maxStallMs counting only time the process was on a CPU (not the host's scheduling of it). */
-  maxStallOnCpuMs: number;
-  /** The same less GC pauses. */
-  maxStallOnCpuExGcMs: number;
-  /** The longest gap by the wall clock (the OS's scheduling included). */
-  maxWallStallMs: number;
-  /** Longest garbage-collection pause (part of maxStallMs, shown apart). */
-  maxGcMs: number;
-  /** Longest pause by kind of collection (minor = scavenge, major = mark-compact). */
-  maxGcMsByKind: Record<string, number>;
   /** Rolling only: until forTransfer() returned the refined summary. */
   refineMsP50?: number;
   refineMsP95?: number;
@@ -83,16 +74,13 @@ interface Run {
   llm: number;
   fallback: number;
   /**
-   * The stall fields above are the worst of `soloCalls` calls, each alone on its event loop (as a
+   * The StallFields are the worst of `soloCalls` calls, each alone on its event loop (as a
    * job process runs one call); the waits come from the `sharedLoop.calls` calls that ran at once
    * on one loop, whose stalls are here: N calls' work landing on one loop, harsher than production.
    */
   soloCalls?: number;
   sharedLoop?: StallFields & { calls: number };
 }
-
-const STALL_FIELDS = ['maxStallMs', 'maxStallExGcMs', 'maxStallOnCpuMs', 'maxStallOnCpuExGcMs', 'maxWallStallMs', 'maxGcMs'] as const;
-type StallFields = Pick<Run, (typeof STALL_FIELDS)[number] | 'maxGcMsByKind'>;
 
 function stallFieldsOf(r: StallFields): StallFields {
   return { ...Object.fromEntries(STALL_FIELDS.map((k) => [k, r[k]])), maxGcMsByKind: r.maxGcMsByKind } as StallFields;
@@ -234,13 +222,7 @@ async function runOne(groqURL: string, turns: number, mode: Mode, calls: number,
     calls,
     waitMsP50: round(quantile(waits, 0.5)),
     waitMsP95: round(quantile(waits, 0.95)),
-    maxStallMs: round(stalls.maxStallMs),
-    maxStallExGcMs: round(stalls.maxStallExGcMs),
-    maxStallOnCpuMs: stalls.maxStallOnCpuMs,
-    maxStallOnCpuExGcMs: stalls.maxStallOnCpuExGcMs,
-    maxWallStallMs: round(stalls.maxWallStallMs),
-    maxGcMs: round(stalls.maxGcMs),
-    maxGcMsByKind: stalls.maxGcMsByKind,
+    ...stallFieldsOf(stalls),
     llm: outcomes.filter((o) => o.source === 'llm').length,
     fallback: outcomes.filter((o) => o.source === 'fallback').length,
   };

@@ -125,16 +125,20 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
   const store = await openTransferStore({ url: dbUrl, spoolDir: false });
   const extraWorkers: WorkerProcess[] = [];
   // A failed e2e test prints what the worker said about its calls: CI keeps no other trace of it.
-  let explainingTest: unknown;
+  // One report per test, covering every call it started.
+  let failureReport: { rooms: string[] } | undefined;
   const explainIfFailed = (room: string) => {
+    if (failureReport) {
+      failureReport.rooms.push(room);
+      return;
+    }
+    const report = { rooms: [room] };
     const from = rig.worker.lines.items.length;
     const worker = rig.worker;
     const consoles = rig.consoles; // this test's (cleanupTest starts a new list before this runs)
     try {
       onTestFailed((ctx) => {
-        if (explainingTest === ctx.task) return;
-        explainingTest = ctx.task;
-        const lines = worker.lines.items.slice(from).filter((l) => !l.includes('"room":') || l.includes(room));
+        const lines = worker.lines.items.slice(from).filter((l) => !l.includes('"room":') || report.rooms.some((r) => l.includes(r)));
         const errors = consoles.flatMap((c) => c.errors.items.map((e) => `${c.identity}: ${e}`));
         const text = [
           `--- ${ctx.task.name}: worker output since ${room} started (${lines.length} lines, last 200) ---`,
@@ -148,6 +152,7 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
         const dir = process.env.WT_FAILURE_LOG_DIR;
         if (dir) writeFileSync(join(dir, `${room}.log`), `${text}\n`);
       });
+      failureReport = report;
     } catch {
       // not inside a running test (a hook): nothing to attach to
     }
@@ -201,6 +206,7 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
       return { room, caller, alex, workerIdentity };
     },
     async cleanupTest() {
+      failureReport = undefined;
       const gone = [...rig.consoles, ...rig.participants];
       rig.consoles = [];
       rig.participants = [];
