@@ -169,3 +169,26 @@ export class AssistHold implements Hold {
     }
   }
 }
+
+/**
+ * The same hold, calling `open` when it starts and the returned function once it has stopped: a
+ * window over the time the caller hears music, which is when a stalled event loop is audible (and
+ * when the transfer does most of its work). Used by JOB_STALL_PROBE.
+ */
+export function withHoldWindow(hold: Hold, open: () => () => void): Hold {
+  let close: (() => void) | undefined;
+  return {
+    get held() {
+      return hold.held;
+    },
+    start() {
+      close ??= open();
+      return hold.start();
+    },
+    async stop(opts) {
+      await hold.stop(opts);
+      close?.();
+      close = undefined;
+    },
+  };
+}

@@ -13,7 +13,7 @@ import { ATTR, CONTRACT_VERSION, GreetSchema, type Handoff, RPC, RPC_ERROR, pars
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
 import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS, SPECIALIST_GREETING_INSTRUCTIONS, specialistInstructions } from './frontline.js';
-import { AssistHold, CallerHold, type Hold } from './hold.js';
+import { AssistHold, CallerHold, type Hold, withHoldWindow } from './hold.js';
 import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
 import { settleHeap } from './job-process.js';
@@ -100,7 +100,7 @@ export default defineAgent({
     const session = assist ? undefined : new voice.AgentSession(buildVoicePipeline(config, { textOnly, vad: ctx.proc.userData.vad }));
     let agentA: string | undefined; // assist mode: whoever started the running transfer
     const transferRoomService = new RoomServiceClient(config.livekit.apiUrl, config.livekit.apiKey, config.livekit.apiSecret);
-    const hold: Hold = session
+    const callHold: Hold = session
       ? new CallerHold(session, ctx.room, { message: config.transfer.holdMessage, music: musicFor }, log)
       : new AssistHold(
           ctx.room,
@@ -114,6 +114,8 @@ export default defineAgent({
           { music: musicFor },
           log,
         );
+    // JOB_STALL_PROBE: stalls while the caller is on hold are reported on their own (`onHold`).
+    const hold = probe ? withHoldWindow(callHold, () => probe.window('onHold')) : callHold;
 
     let controller: TransferController | undefined;
     let transcriber: AssistTranscriber | undefined;
@@ -262,6 +264,8 @@ export default defineAgent({
                   p99StallMs: stalls.p99StallMs,
                   maxStallOnCpuMs: stalls.maxStallOnCpuMs,
                   maxStallOnCpuExGcMs: stalls.maxStallOnCpuExGcMs,
+                  largestStall: stalls.largestStall,
+                  onHold: stalls.windows.onHold,
                   maxGcMs: stalls.maxGcMs,
                 },
               }

@@ -15,9 +15,10 @@
  * process spent on a CPU (`maxStallOnCpuMs`, from its CPU time across the gap).
  *
  * Per-tick stalls go into fixed histograms (0.1 ms buckets), so the probe itself makes almost no
- * garbage (one small object a tick, from process.cpuUsage()): its own allocations would cause the
- * GC pauses being measured. `pooledP99` pools ticks of several runs, so that a p99 rests on
- * enough samples.
+ * garbage (two small objects a tick with the process clock, none with the thread clock): its own
+ * allocations would cause the GC pauses being measured. `pooledP99` pools ticks of several runs,
+ * so that a p99 rests on enough samples. With the thread clock, the largest stall is also split
+ * into time on a CPU, time waiting for one, and time blocked (`largestStall`).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
@@ -41,6 +42,17 @@ export interface StallStats {
   maxStallOnCpuMs: number;
   /** The same less the GC pauses inside it: our code's own blocking. */
   maxStallOnCpuExGcMs: number;
+  /**
+   * With the `thread` clock, where the largest stall's time went: on a CPU, waiting in the run
+   * queue for one (the host had no CPU free for a runnable thread), and the rest, off a CPU by the
+   * thread's own doing (blocked in a system call, e.g. a synchronous wait on another thread).
+   */
+  largestStall?: StallBreakdown;
+  /**
+   * The largest stall inside each named window (`StallProbe.window`), e.g. while a caller is on
+   * hold and hears music: what a stall there costs is audible.
+   */
+  windows: Record<string, { windows: number; maxStallMs: number; largestStall?: StallBreakdown }>;
   /** Longest GC pause seen. */
   maxGcMs: number;
   /** Longest pause of each kind of collection (minor = scavenge, major = mark-compact, ...). */
@@ -48,6 +60,17 @@ export interface StallStats {
   /** Probe ticks measured. */
   ticks: number;
 }
+
+/** Where one stall's time went (see `StallStats.largestStall`). */
+export interface StallBreakdown {
+  ms: number;
+  onCpuMs: number;
+  runQueueMs: number;
+  blockedMs: number;
+}
+
+/** [start, end, stall, CPU ms in the gap, run-queue ms in the gap] of a probe gap with a stall over 1 ms. */
+type Gap = [number, number, number, number, number];
 
 /** `PerformanceEntry.detail.kind` of a gc entry. */
 const GC_KINDS: Record<number, string> = {
@@ -107,8 +130,11 @@ export class StallProbe {
   private maxStallMs = 0;
   private maxWallStallMs = 0;
   private lastCpuMs = 0;
-  /** Gaps with a stall over 1 ms: [start, end, stall, process CPU ms in the gap]; few, so GC pauses can be matched to them. */
-  private readonly longGaps: [number, number, number, number][] = [];
+  private lastRunQueueMs = 0;
+  /** Gaps with a stall over 1 ms; few, so GC pauses and windows can be matched to them. */
+  private readonly longGaps: Gap[] = [];
+  /** Named windows: [start, end (undefined while open)]. */
+  private readonly windows = new Map<string, [number, number | undefined][]>();
   private readonly gcs: [number, number][] = [];
   private readonly gcByKind: Record<string, number> = {};
   private readonly gc = new PerformanceObserver((list) => {
@@ -119,13 +145,17 @@ export class StallProbe {
     }
   });
 
-  private readonly cpuMs: () => number;
+  /** [ms on a CPU, ms runnable but waiting for a CPU] so far; the second is 0 with the process clock. */
+  private readonly clock: () => readonly [number, number];
+  /** Only the thread clock tells the time spent waiting for a CPU. */
+  private readonly knowsRunQueue: boolean;
   private readonly cpuLagMs: number;
   private readonly closeClock: (() => void) | undefined;
 
   constructor(opts: { cpu?: CpuClock } = {}) {
     const thread = opts.cpu === 'thread' ? threadCpuClock() : undefined;
-    this.cpuMs = thread?.read ?? processCpuMs;
+    this.clock = thread?.read ?? (() => [processCpuMs(), 0]);
+    this.knowsRunQueue = thread !== undefined;
     this.closeClock = thread?.close;
     this.cpuLagMs = thread ? THREAD_CLOCK_LAG_MS : 0;
   }
@@ -134,8 +164,20 @@ export class StallProbe {
     this.gc.observe({ entryTypes: ['gc'] });
     this.lastWall = performance.now();
     this.lastIdle = performance.nodeTiming.idleTime;
-    this.lastCpuMs = this.cpuMs();
+    [this.lastCpuMs, this.lastRunQueueMs] = this.clock();
     this.timer = setInterval(() => this.tick(), 1);
+  }
+
+  /**
+   * Open a window named `name`; its stalls are reported on their own too. Returns its end. A
+   * stall that overlaps the window at all counts in it (never flattering).
+   */
+  window(name: string): () => void {
+    const w: [number, number | undefined] = [performance.now(), undefined];
+    this.windows.set(name, [...(this.windows.get(name) ?? []), w]);
+    return () => {
+      w[1] ??= performance.now();
+    };
   }
 
   stop(): StallStats {
@@ -146,7 +188,10 @@ export class StallProbe {
     let maxStallExGcMs = 0;
     let maxStallOnCpuMs = 0;
     let maxStallOnCpuExGcMs = 0;
-    for (const [start, end, stall, cpu] of this.longGaps) {
+    let largest: Gap | undefined;
+    for (const gap of this.longGaps) {
+      const [start, end, stall, cpu] = gap;
+      if (!largest || stall > largest[2]) largest = gap;
       let gcInGap = 0;
       for (const [gcStart, gcDuration] of this.gcs) {
         gcInGap += Math.max(0, Math.min(end, gcStart + gcDuration) - Math.max(start, gcStart));
@@ -156,6 +201,18 @@ export class StallProbe {
       maxStallOnCpuMs = Math.max(maxStallOnCpuMs, onCpu);
       maxStallOnCpuExGcMs = Math.max(maxStallOnCpuExGcMs, onCpu - gcInGap);
     }
+    const largestStall = largest && this.breakdown(largest);
+    const now = performance.now();
+    const windows: StallStats['windows'] = {};
+    for (const [name, spans] of this.windows) {
+      let top: Gap | undefined;
+      for (const gap of this.longGaps) {
+        const inside = spans.some(([from, to]) => gap[1] >= from && gap[0] <= (to ?? now));
+        if (inside && (!top || gap[2] > top[2])) top = gap;
+      }
+      const breakdown = top && this.breakdown(top);
+      windows[name] = { windows: spans.length, maxStallMs: round(top?.[2] ?? 0), ...(breakdown ? { largestStall: breakdown } : {}) };
+    }
     return {
       maxStallMs: round(this.maxStallMs),
       p99StallMs: round(Math.min(this.maxStallMs, this.histogram.quantile(0.99))),
@@ -164,16 +221,25 @@ export class StallProbe {
       maxStallExGcMs: round(Math.max(0, maxStallExGcMs)),
       maxStallOnCpuMs: round(maxStallOnCpuMs),
       maxStallOnCpuExGcMs: round(Math.max(0, maxStallOnCpuExGcMs)),
+      ...(largestStall ? { largestStall } : {}),
+      windows,
       maxGcMs: round(this.gcs.reduce((m, [, d]) => Math.max(m, d), 0)),
       maxGcMsByKind: { ...this.gcByKind },
       ticks: this.histogram.total,
     };
   }
 
+  private breakdown([, , ms, cpu, runQueue]: Gap): StallBreakdown | undefined {
+    if (!this.knowsRunQueue) return undefined;
+    const onCpuMs = Math.min(ms, cpu + this.cpuLagMs);
+    const runQueueMs = Math.min(ms - onCpuMs, runQueue);
+    return { ms: round(ms), onCpuMs: round(onCpuMs), runQueueMs: round(runQueueMs), blockedMs: round(Math.max(0, ms - onCpuMs - runQueueMs)) };
+  }
+
   private tick(): void {
     const wall = performance.now();
     const idle = performance.nodeTiming.idleTime;
-    const cpu = this.cpuMs();
+    const [cpu, runQueue] = this.clock();
     const gap = wall - this.lastWall;
     const busy = gap - (idle - this.lastIdle);
     const stall = Math.max(0, Math.min(gap, busy) - 1);
@@ -182,10 +248,11 @@ export class StallProbe {
     this.wallHistogram.add(wallStall);
     this.maxStallMs = Math.max(this.maxStallMs, stall);
     this.maxWallStallMs = Math.max(this.maxWallStallMs, wallStall);
-    if (stall > 1) this.longGaps.push([this.lastWall, wall, stall, cpu - this.lastCpuMs]);
+    if (stall > 1) this.longGaps.push([this.lastWall, wall, stall, cpu - this.lastCpuMs, runQueue - this.lastRunQueueMs]);
     this.lastWall = wall;
     this.lastIdle = idle;
     this.lastCpuMs = cpu;
+    this.lastRunQueueMs = runQueue;
   }
 }
 
@@ -202,8 +269,11 @@ function processCpuMs(): number {
   return (user + system) / 1_000;
 }
 
-/** The calling thread's CPU time in ms, read without allocating; undefined where there is no schedstat. */
-function threadCpuClock(): { read: () => number; close: () => void } | undefined {
+/**
+ * The calling thread's schedstat, read without allocating: [ms on a CPU, ms runnable waiting for
+ * one], in one array reused by every read; undefined where there is no schedstat.
+ */
+function threadCpuClock(): { read: () => readonly [number, number]; close: () => void } | undefined {
   let fd: number;
   try {
     fd = openSync('/proc/thread-self/schedstat', 'r');
@@ -211,15 +281,23 @@ function threadCpuClock(): { read: () => number; close: () => void } | undefined
     return undefined;
   }
   const buf = Buffer.alloc(64);
-  const read = () => {
+  const last: [number, number] = [0, 0];
+  const read = (): readonly [number, number] => {
     const n = readSync(fd, buf, 0, buf.length, 0);
+    // "<ns on a CPU> <ns waiting on a run queue> <timeslices>\n"
+    let field = 0;
     let ns = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n && field < 2; i++) {
       const c = buf[i]!;
-      if (c < 48 || c > 57) break; // the first field: nanoseconds on a CPU
-      ns = ns * 10 + (c - 48);
+      if (c >= 48 && c <= 57) {
+        ns = ns * 10 + (c - 48);
+      } else {
+        last[field] = ns / 1e6;
+        field += 1;
+        ns = 0;
+      }
     }
-    return ns / 1e6;
+    return last;
   };
   return { read, close: () => closeSync(fd) };
 }

@@ -1,6 +1,7 @@
 /**
- * `npm run bench:e2e [-- --runs 20] [-- --calls 10] [-- --json]`: end-to-end benchmarks against a
- * real livekit-server and the real worker process, inside the test network namespace.
+ * `npm run bench:e2e [-- --runs 20] [-- --calls 10] [-- --section latency|concurrency] [-- --json]`:
+ * end-to-end benchmarks against a real livekit-server and the real worker process, inside the test
+ * network namespace.
  *
  * 1. Transfer latency: `--runs` transfers one at a time with an instantly accepting console (it
  *    connects the moment the summary is on its screen), timed from the transfer tool call to Agent B
@@ -8,24 +9,28 @@
  *    at Groq-like speed (first token 250 ms, 400 tokens/s). Before asking for a person the caller
  *    talks for two turns and the bench waits for the rolling summary to cover them, as a real
  *    call would have one by then. Fast and Groq-speed runs alternate, so the load other people put
- *    on this shared machine falls on both alike.
- * 2. Concurrency: `--calls` calls at once on one worker, each transferred to its own console: how
- *    many complete, memory (worker, job processes, the whole process tree), CPU, and the largest
- *    event-loop stall inside the job processes (each job logs a `job stats` line at shutdown).
+ *    on this shared machine falls on both alike; the difference is also taken pair by pair, and
+ *    bootstrap intervals say how far the runs pin the medians down.
+ * 2. Concurrency: `--calls` calls up at once on one worker, all transferred at the same moment,
+ *    each to its own console: how many complete, memory (worker, job processes, the whole process
+ *    tree), CPU and who had it, and the largest event-loop stall inside the job processes (each job
+ *    logs a `job stats` line at shutdown), split into time on a CPU, waiting for one, and blocked.
  *
- * Prints a table, or one JSON object with `--json`.
+ * Prints a table, or one JSON object with `--json`. A section that fails is reported and the other
+ * still printed (exit code 1).
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dispose } from '@livekit/rtc-node';
 import { parseArgs } from 'node:util';
-import { startLiveKitServer } from '../../scripts/livekit-dev-server.js';
+import { type RunningLiveKitServer, startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import type { ReferenceConsole } from '../support/console.js';
 import type { ChatRequestInfo, ChatStep, Latency, RecordedRequest } from '../support/groq-standin.js';
-import type { StallStats } from '../../agent/stall-probe.js';
+import type { StallBreakdown, StallStats } from '../../agent/stall-probe.js';
 import type { ServerInfo, TestParticipant } from '../support/participants.js';
 import { type Rig, TRANSFER_PHRASE, scriptedResponder, startRig } from '../support/transfer-rig.js';
 import { eventually, withDeadline } from '../support/wait.js';
+import { median, medianDifferenceInterval, p95, pairedMedianInterval } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,9 +39,15 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     /** Directory to save each section's worker output in (latency.log, concurrency.log), to dig into a number. */
     'worker-log': { type: 'string' },
+    /** Run one section only: `latency` or `concurrency` (default: both). */
+    section: { type: 'string' },
   },
 });
 const RUNS = positiveInt('--runs', values.runs);
+const SECTIONS = values.section === undefined ? ['latency', 'concurrency'] : [values.section];
+if (!SECTIONS.every((x) => x === 'latency' || x === 'concurrency')) {
+  throw new Error(`--section must be latency or concurrency, got ${values.section}`);
+}
 const CALLS = positiveInt('--calls', values.calls);
 const WAIT_MS = 30_000;
 const GROQ_SPEED: Latency = { firstTokenMs: 250, tokensPerSec: 400 };
@@ -63,20 +74,6 @@ function progress(line: string): void {
 }
 
 // --- statistics ---------------------------------------------------------------------------------
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-/** Nearest-rank p95: with 20 samples, the 19th smallest. */
-function p95(xs: number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
-}
 
 const round = (x: number, digits = 0) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x);
 
@@ -276,11 +273,21 @@ async function benchLatency(server: ServerInfo) {
   const fast = summarise(runs.fast);
   const groqSpeed = summarise(runs.groqSpeed);
   const diffMedianMs = round(groqSpeed.p50Ms - fast.p50Ms);
+  // Run i of each mode ran back to back: their difference shares that moment's load on the machine.
+  const pairedDiffs = runs.groqSpeed.map((g, i) => g.totalMs - runs.fast[i]!.totalMs);
+  const pairedDiffMedianMs = round(median(pairedDiffs));
+  const ci = (i: { lo: number; hi: number }) => ({ lo: round(i.lo), hi: round(i.hi) });
   return {
     fast,
     groqSpeed,
     groqLatency: GROQ_SPEED,
     diffMedianMs,
+    /** 95% bootstrap interval of diffMedianMs: how far twenty noisy runs pin it down. */
+    diffMedianCi: ci(medianDifferenceInterval(runs.fast.map((r) => r.totalMs), runs.groqSpeed.map((r) => r.totalMs))),
+    /** Median over the pairs of (Groq-speed run i - fast run i), and its 95% bootstrap interval. */
+    pairedDiffMedianMs,
+    pairedDiffCi: ci(pairedMedianInterval(pairedDiffs)),
+    pairedTargetMet: pairedDiffMedianMs <= TARGET_DIFF_MS,
     diffMedianExclAgentBSeenMs: round(groqSpeed.p50ExclAgentBSeenMs - fast.p50ExclAgentBSeenMs),
     targetDiffMs: TARGET_DIFF_MS,
     targetMet: diffMedianMs <= TARGET_DIFF_MS,
@@ -388,6 +395,17 @@ class ProcTreeSampler {
   }
 }
 
+/**
+ * CPU ms so far of the worker's tree (from the sampler, which keeps the last figure of a job
+ * process that has exited), of this process, and of livekit-server.
+ */
+function cpuShares(sampler: ProcTreeSampler, serverPid: number): { worker: number; harness: number; server: number } {
+  sampler.sample();
+  const tree = [...sampler.pids.values()].reduce((n, s) => n + s.lastCpuMs, 0);
+  const own = process.cpuUsage();
+  return { worker: tree, harness: (own.user + own.system) / 1000, server: readProc(serverPid)?.cpuMs ?? 0 };
+}
+
 /** Waits until the worker's tree has settled: `minChildren` processes, and under 10% of a core for 1 s. */
 async function quiet(root: number, minChildren: number, maxCores = 0.1): Promise<void> {
   let last: { at: number; cpu: number } | undefined;
@@ -413,8 +431,13 @@ interface JobStats {
   loopDelayP99Ms: number;
   peakRssMb: number;
   cpuUserMs: number;
-  /** JOB_STALL_PROBE: the largest busy stall, and how much of it the call thread was on a CPU. */
-  probe?: Pick<StallStats, 'maxStallMs' | 'maxStallOnCpuMs' | 'maxStallOnCpuExGcMs'>;
+  /**
+   * JOB_STALL_PROBE: the largest busy stall, how much of it the call thread was on a CPU, where
+   * its time went, and the same for the largest stall while the caller was on hold.
+   */
+  probe?: Pick<StallStats, 'maxStallMs' | 'maxStallOnCpuMs' | 'maxStallOnCpuExGcMs' | 'largestStall'> & {
+    onHold?: StallStats['windows'][string];
+  };
 }
 
 function jobStatsOf(line: string): JobStats | undefined {
@@ -508,7 +531,7 @@ function watchdogStalls(records: Record<string, unknown>[], transfers: Map<numbe
   return byPid;
 }
 
-async function benchConcurrency(server: ServerInfo) {
+async function benchConcurrency(server: RunningLiveKitServer) {
   const rig = await startRig(server, {
     // One warm process per call, so the calls do not wait for processes to start.
     WORKER_IDLE_PROCESSES: String(CALLS),
@@ -527,7 +550,14 @@ async function benchConcurrency(server: ServerInfo) {
     sampler.start();
     const started = Date.now();
     const responder = perCallSkillResponder();
-    const calls = await Promise.all(Array.from({ length: CALLS }, (_, i) => rig.startCall(`conc-${i}`, responder)));
+    // The calls start one after another (each is up, greeting and all, in a second or two), then
+    // all transfer at the same moment. Ten callers connecting in the same instant starved this
+    // process (callers and consoles) for seconds: a caller then never saw the agent join (twice),
+    // or @livekit/rtc-node threw "handle not found" for a room its FFI had already closed (it
+    // closes a room whose client has not confirmed the connection within 15 s). Calls arrive
+    // spread out in real life; the transfers at once are what this section measures.
+    const calls: Awaited<ReturnType<Rig['startCall']>>[] = [];
+    for (let i = 0; i < CALLS; i++) calls.push(await rig.startCall(`conc-${i}`, responder));
     progress(`concurrency: ${CALLS} calls up in ${Date.now() - started} ms; waiting for the worker to warm ${CALLS} new idle processes`);
     // The calls took the warm processes and the worker starts as many new ones, one after another
     // (~3 s of CPU each, mostly loading @livekit/agents). Calls arrive spread out in real life, so
@@ -536,9 +566,11 @@ async function benchConcurrency(server: ServerInfo) {
     await quiet(rig.worker.pid, 2 * CALLS, 0.1 * CALLS);
     progress(`concurrency: pool refilled after ${Date.now() - started} ms; transferring all at once`);
     const transfersStarted = Date.now();
+    const cpuBefore = cpuShares(sampler, server.pid);
     const results = await Promise.all(calls.map((c, i) => oneConcurrentCall(rig, consoles[i]!, c.caller, c.agentIdentity, c.room, i)));
     const wallMs = Date.now() - started;
     const transfersMs = Date.now() - transfersStarted;
+    const cpuAfter = cpuShares(sampler, server.pid);
     const rooms = new Set(calls.map((c) => c.room));
 
     // Jobs log their stats as they shut down after the handover.
@@ -589,6 +621,8 @@ async function benchConcurrency(server: ServerInfo) {
     const jobPids = new Set(jobs.flatMap((j) => (j.pid ? [j.pid] : [])));
     const others = [...sampler.pids.keys()].filter((pid) => pid !== rig.worker.pid && !jobPids.has(pid));
     const withStats = jobs.filter((j) => j.loopDelayMaxMs !== undefined);
+    const largestOf = (stall: (j: (typeof jobs)[number]) => StallBreakdown | undefined) =>
+      withStats.map(stall).reduce<StallBreakdown | undefined>((top, b) => (b && (!top || b.ms > top.ms) ? b : top), undefined);
     return {
       calls: CALLS,
       completed,
@@ -604,8 +638,20 @@ async function benchConcurrency(server: ServerInfo) {
       maxJobBusyStallMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallMs ?? 0)),
       maxJobOnCpuStallMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallOnCpuMs ?? 0)),
       maxJobOnCpuStallExGcMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallOnCpuExGcMs ?? 0)),
+      // Where the largest busy stall's time went: on a CPU, waiting for one, blocked.
+      largestJobStall: largestOf((j) => j.probe?.largestStall),
+      // While the caller was on hold (music playing: audio flowing), the transfer at work.
+      maxJobOnHoldStallMs: Math.max(0, ...withStats.map((j) => j.probe?.onHold?.maxStallMs ?? 0)),
+      largestJobOnHoldStall: largestOf((j) => j.probe?.onHold?.largestStall),
       peakTreeRssMb: round(sampler.peakTreeRssKb / 1024),
       treeCpuMsDuringRun: [...sampler.pids.keys()].reduce((n, pid) => n + (sampler.cpuMs(pid) ?? 0), 0),
+      // Who had the two cores while the transfers ran: the worker's tree, this process (callers,
+      // consoles, the stand-in) and livekit-server, in cores (CPU ms / wall ms).
+      coresWhileTransferring: {
+        worker: round((cpuAfter.worker - cpuBefore.worker) / transfersMs, 2),
+        harness: round((cpuAfter.harness - cpuBefore.harness) / transfersMs, 2),
+        server: round((cpuAfter.server - cpuBefore.server) / transfersMs, 2),
+      },
       otherProcesses: others.map((pid) => ({ pid, peakRssMb: round(sampler.pids.get(pid)!.peakRssKb / 1024), cpuMsDuringRun: sampler.cpuMs(pid) })),
       // The runtime's watchdog, over the job processes of these calls: blocking code vs. an unscheduled process.
       watchdogMaxCodeStallMs: Math.max(0, ...withStats.map((j) => j.watchdogMaxCodeStallMs ?? 0)),
@@ -615,7 +661,8 @@ async function benchConcurrency(server: ServerInfo) {
       targetStallMs: TARGET_STALL_MS,
       jobs,
       note:
-        'text-only calls: no audio frames flow, so the job loops carry far less than a voice call. loopDelay* come from each job ' +
+        'text-only calls: no caller audio and no speech, only hold music while a caller is on hold, so the job loops carry ' +
+        'less than a voice call. loopDelay* come from each job ' +
         "process's own monitorEventLoopDelay (5 ms resolution), from job start to shutdown; RSS and CPU of jobs are their whole " +
         'process lifetime (prewarm included) unless marked DuringRun.',
     };
@@ -639,19 +686,32 @@ const server = await startLiveKitServer({
   rtcTcpPort: 7961,
   rtcUdpPort: 7962,
 });
-let result;
+/** A section that failed is reported as such; the other's figures are still printed. */
+const failed: Record<string, string> = {};
+async function section<T>(name: string, run: () => Promise<T>): Promise<T | undefined> {
+  if (!SECTIONS.includes(name)) return undefined;
+  try {
+    return await run();
+  } catch (err) {
+    failed[name] = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.exitCode = 1;
+    return undefined;
+  }
+}
+let latency: Awaited<ReturnType<typeof benchLatency>> | undefined;
+let concurrency: Awaited<ReturnType<typeof benchConcurrency>> | undefined;
 try {
-  const latency = await benchLatency(server);
-  const concurrency = await withDeadline(benchConcurrency(server), 10 * 60_000, 'the concurrency bench');
-  result = { latency, concurrency };
+  latency = await section('latency', () => benchLatency(server));
+  concurrency = await section('concurrency', () => withDeadline(benchConcurrency(server), 10 * 60_000, 'the concurrency bench'));
 } finally {
   await server.stop();
 }
 
-if (values.json) {
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-} else {
-  const { latency: l, concurrency: c } = result;
+function breakdown(b: StallBreakdown | undefined): string {
+  return b ? `${b.onCpuMs} / ${b.runQueueMs} / ${b.blockedMs} ms` : '-';
+}
+
+function latencyTable(l: NonNullable<typeof latency>): string[] {
   const out: string[] = [];
   out.push(
     '',
@@ -669,10 +729,20 @@ if (values.json) {
     '',
     `Groq speed (first token ${GROQ_SPEED.firstTokenMs} ms, ${GROQ_SPEED.tokensPerSec} tokens/s) minus fast, medians: ${l.diffMedianMs} ms ` +
       `(target <= ${TARGET_DIFF_MS} ms: ${l.targetMet ? 'met' : 'NOT met'}); ratio ${round(l.groqSpeed.p50Ms / l.fast.p50Ms, 2)}`,
+    `95% bootstrap interval of that difference: ${l.diffMedianCi.lo} to ${l.diffMedianCi.hi} ms. Median of the paired differences ` +
+      `(run i at Groq speed minus run i fast, back to back): ${l.pairedDiffMedianMs} ms (${l.pairedDiffCi.lo} to ${l.pairedDiffCi.hi}; ` +
+      `target: ${l.pairedTargetMet ? 'met' : 'NOT met'})`,
     `Without agent_b_seen: ${l.diffMedianExclAgentBSeenMs} ms. Runs where the worker saw Agent B only at the server's 3 s participant-update ` +
       `batch tick (text consoles publish no track): fast ${l.fast.batchedAgentBRuns}, Groq speed ${l.groqSpeed.batchedAgentBRuns} of ${RUNS}.`,
     `Summary first on Agent B's screen: fast ${l.fast.summaryOnScreen.llm} llm / ${l.fast.summaryOnScreen.fallback} fallback; ` +
       `Groq speed ${l.groqSpeed.summaryOnScreen.llm} llm / ${l.groqSpeed.summaryOnScreen.fallback} fallback`,
+  );
+  return out;
+}
+
+function concurrencyTable(c: NonNullable<typeof concurrency>): string[] {
+  const out: string[] = [];
+  out.push(
     '',
     `Concurrency: ${c.calls} calls at once on one worker, each to its own console (zero-latency stand-in, text-only calls)`,
     '',
@@ -686,19 +756,30 @@ if (values.json) {
     `| job peak RSS, largest | ${c.peakJobRssMb} MB |`,
     `| whole process tree peak RSS | ${c.peakTreeRssMb} MB |`,
     `| process tree CPU during the run | ${c.treeCpuMsDuringRun} ms |`,
+    `| cores used while the transfers ran: worker and its jobs / callers, consoles and stand-in / livekit-server | ${c.coresWhileTransferring.worker} / ${c.coresWhileTransferring.harness} / ${c.coresWhileTransferring.server} |`,
     `| largest job event-loop stall | ${c.maxJobStallMs} ms (median of jobs ${c.medianJobStallMs} ms; target < ${TARGET_STALL_MS} ms) |`,
     `| largest job loop delay p99 | ${c.maxJobP99Ms} ms |`,
     `| stall probe in the jobs: largest busy stall / of it the call thread on a CPU / the same without GC | ${c.maxJobBusyStallMs} / ${c.maxJobOnCpuStallMs} / ${c.maxJobOnCpuStallExGcMs} ms |`,
+    `| the largest of them: on a CPU / waiting in the run queue for a CPU / blocked | ${breakdown(c.largestJobStall)} |`,
+    `| largest busy stall while a caller was on hold (music playing), and the same split | ${c.maxJobOnHoldStallMs} ms; ${breakdown(c.largestJobOnHoldStall)} |`,
     `| runtime watchdog, largest stall in a job: blocking code / host did not run the process | ${c.watchdogMaxCodeStallMs} / ${c.watchdogMaxHostStallMs} ms |`,
     `| the same, only while the transfer ran (requested to ended) | ${c.watchdogInTransferCodeStallMs} / ${c.watchdogInTransferHostStallMs} ms |`,
     '',
-    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | probe busy / on CPU ms | watchdog code / host ms | in transfer |`,
-    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
+    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | probe busy / on CPU ms | on hold: busy / on CPU / run queue ms | watchdog code / host ms | in transfer |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
   );
   for (const j of c.jobs) {
-    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
+    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.probe?.onHold?.largestStall ? `${j.probe.onHold.largestStall.ms} / ${j.probe.onHold.largestStall.onCpuMs} / ${j.probe.onHold.largestStall.runQueueMs}` : '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
   }
   out.push('', c.note);
+  return out;
+}
+
+if (values.json) {
+  process.stdout.write(`${JSON.stringify({ latency, concurrency, ...(Object.keys(failed).length > 0 ? { failed } : {}) })}\n`);
+} else {
+  const out = [...(latency ? latencyTable(latency) : []), ...(concurrency ? concurrencyTable(concurrency) : [])];
+  for (const [name, why] of Object.entries(failed)) out.push('', `The ${name} section FAILED: ${why}`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 // Native handles of @livekit/rtc-node keep the process alive after every room has disconnected.

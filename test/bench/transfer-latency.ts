@@ -8,22 +8,13 @@ import { parseArgs } from 'node:util';
 import { startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import { TRANSFER_PHRASE, startRig } from '../support/transfer-rig.js';
 import { eventually } from '../support/wait.js';
+import { median, p95 } from './stats.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '10' }, json: { type: 'boolean', default: false } } });
 const runs = Number(values.runs);
 
 const PHASES = ['tool_to_requested', 'summary_wait', 'offer', 'consult_join', 'agent_b_seen', 'briefing_start', 'connect', 'join', 'handover'] as const;
 type Phase = (typeof PHASES)[number];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-function p95(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
-}
 
 const server = await startLiveKitServer({ bindAddress: '127.0.0.1', nodeIp: process.env.WT_TEST_NODE_IP, httpPort: 7970, rtcTcpPort: 7971, rtcUdpPort: 7972 });
 const rig = await startRig(server);

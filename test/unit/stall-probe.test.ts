@@ -14,6 +14,16 @@ function spinSoon(ms: number): Promise<void> {
   );
 }
 
+/** Block the loop off the CPU: a synchronous wait, as on a lock another thread holds. */
+function sleepSyncSoon(ms: number): Promise<void> {
+  return new Promise((resolve) =>
+    setTimeout(() => {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+      resolve();
+    }, 5),
+  );
+}
+
 /** Wait for `ms` without blocking (the loop idles). */
 const idle = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -33,4 +43,48 @@ describe('stall probe', () => {
       expect(stats.ticks).toBeGreaterThan(5);
     });
   }
+
+  it('splits the largest stall into on a CPU, waiting for one, and blocked (thread clock)', async () => {
+    const probe = new StallProbe({ cpu: 'thread' });
+    probe.start();
+    await idle(20);
+    await sleepSyncSoon(60);
+    await idle(10);
+    const stats = probe.stop();
+    const largest = stats.largestStall!;
+    expect(largest.ms).toBe(stats.maxStallMs);
+    expect(largest.onCpuMs + largest.runQueueMs + largest.blockedMs).toBeCloseTo(largest.ms, 0);
+    // Asleep in a system call for most of it: blocked, not on a CPU nor the host's doing.
+    expect(largest.blockedMs).toBeGreaterThan(40);
+    expect(largest.onCpuMs).toBeLessThan(15);
+  });
+
+  it('has no breakdown with the process clock, which cannot tell run-queue time', async () => {
+    const probe = new StallProbe({ cpu: 'process' });
+    probe.start();
+    await spinSoon(10);
+    expect(probe.stop().largestStall).toBeUndefined();
+  });
+
+  it('reports the largest stall inside a window apart from the ones outside it', async () => {
+    const probe = new StallProbe({ cpu: 'thread' });
+    probe.start();
+    await spinSoon(60); // outside any window
+    await idle(10); // a probe tick ends that stall before the window opens (a stall open at its start counts in it)
+    const endHold = probe.window('onHold');
+    await idle(10);
+    await spinSoon(25);
+    await idle(10);
+    endHold();
+    probe.window('quiet')(); // opened and closed at once: nothing inside
+    await idle(10);
+    const stats = probe.stop();
+    expect(stats.maxStallMs).toBeGreaterThanOrEqual(55);
+    const onHold = stats.windows.onHold!;
+    expect(onHold.windows).toBe(1);
+    expect(onHold.maxStallMs).toBeGreaterThanOrEqual(20);
+    expect(onHold.maxStallMs).toBeLessThan(55);
+    expect(onHold.largestStall?.ms).toBe(onHold.maxStallMs);
+    expect(stats.windows.quiet).toEqual({ windows: 1, maxStallMs: 0 });
+  });
 });

@@ -1,0 +1,89 @@
+/**
+ * `npm run bench:hold [-- --rounds 3] [-- --json]`: what a held caller costs the job process in
+ * CPU. One agent participant in a room on a real livekit-server, measured in turns (the same
+ * order each round, so slow drift of this shared machine falls on all alike): connected and idle,
+ * then playing the hold music the way a hold does (agent/hold.ts: decoded frames looped through
+ * the agents BackgroundAudioPlayer, volume 0.8). Per second of wall time: the main (JS) thread's
+ * CPU, from /proc/thread-self/schedstat, and the whole process's (libwebrtc encodes in its own
+ * threads). Medians over the rounds.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { initializeLogger, voice } from '@livekit/agents';
+import { Room, dispose } from '@livekit/rtc-node';
+import { loadHoldMusic, loopFrames } from '../../agent/hold-music.js';
+import { mintRoomToken } from '../../agent/tokens.js';
+import { startLiveKitServer } from '../../scripts/livekit-dev-server.js';
+import { median } from './stats.js';
+
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
+const ROUNDS = Number(values.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${values.rounds}`);
+const SECONDS = 5;
+
+if (process.env.WT_IN_TEST_NETNS !== '1') {
+  throw new Error('Run this inside the test network namespace: npm run bench:hold (scripts/in-test-netns.sh does it).');
+}
+initializeLogger({ pretty: false, level: 'warn' });
+
+const mainThreadMs = () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+const processMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** CPU ms per wall-clock second over `seconds`, of the main thread and of the process. */
+async function cpuPerSecond(seconds: number): Promise<{ mainMsPerS: number; processMsPerS: number }> {
+  const [m0, p0, t0] = [mainThreadMs(), processMs(), performance.now()];
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const wallS = (performance.now() - t0) / 1000;
+  return { mainMsPerS: (mainThreadMs() - m0) / wallS, processMsPerS: (processMs() - p0) / wallS };
+}
+
+const server = await startLiveKitServer({ bindAddress: '127.0.0.1', nodeIp: process.env.WT_TEST_NODE_IP, httpPort: 7930, rtcTcpPort: 7931, rtcUdpPort: 7932 });
+const idle: { mainMsPerS: number; processMsPerS: number }[] = [];
+const held: { mainMsPerS: number; processMsPerS: number }[] = [];
+try {
+  const frames = await loadHoldMusic();
+  const { token } = await mintRoomToken({ apiKey: server.apiKey, apiSecret: server.apiSecret, room: 'hold-cost', identity: 'agent-hold', kind: 'agent', ttlSeconds: 600 });
+  const room = new Room();
+  await room.connect(server.url, token, { autoSubscribe: false, dynacast: false });
+  await cpuPerSecond(1); // let the connection settle
+  for (let i = 0; i < ROUNDS; i++) {
+    idle.push(await cpuPerSecond(SECONDS));
+    const player = new voice.BackgroundAudioPlayer();
+    await player.start({ room });
+    const music = player.play({ source: loopFrames(frames), volume: 0.8 }, false);
+    held.push(await cpuPerSecond(SECONDS));
+    music.stop();
+    await player.close();
+  }
+  await room.disconnect();
+} finally {
+  await server.stop();
+}
+
+const round1 = (n: number) => Math.round(n * 10) / 10;
+const summary = (xs: typeof idle) => ({ mainMsPerS: round1(median(xs.map((x) => x.mainMsPerS))), processMsPerS: round1(median(xs.map((x) => x.processMsPerS))) });
+const result = { rounds: ROUNDS, secondsEach: SECONDS, idle: summary(idle), holdMusic: summary(held) };
+if (values.json) {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} else {
+  process.stdout.write(
+    [
+      '',
+      `CPU per second of wall time, median of ${ROUNDS} rounds of ${SECONDS} s (one agent participant in a room)`,
+      '',
+      '| state | main thread ms/s | whole process ms/s |',
+      '| --- | --- | --- |',
+      `| connected, idle | ${result.idle.mainMsPerS} | ${result.idle.processMsPerS} |`,
+      `| playing hold music | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
+      '',
+      `A held caller costs about ${round1(result.holdMusic.processMsPerS - result.idle.processMsPerS)} ms of CPU per second more ` +
+        `(${round1((result.holdMusic.processMsPerS - result.idle.processMsPerS) / 10)}% of a core).`,
+      '',
+    ].join('\n'),
+  );
+}
+// Native handles of @livekit/rtc-node keep the process alive after every room has disconnected.
+await dispose();
