@@ -9,7 +9,7 @@
 import type { AudioFrame, Room } from '@livekit/rtc-node';
 import { voice } from '@livekit/agents';
 import { atMost } from './async-utils.js';
-import { loopFrames } from './hold-music.js';
+import { atVolume, loopFrames } from './hold-music.js';
 import type { Logger } from './log.js';
 
 export interface HoldOptions {
@@ -33,7 +33,7 @@ export interface Hold {
 }
 
 /** Loops hold music into a room on its own track; closed when the hold ends. */
-class HoldMusic {
+export class HoldMusic {
   #player: voice.BackgroundAudioPlayer | undefined;
   #music: { stop(): void } | undefined;
 
@@ -52,7 +52,8 @@ class HoldMusic {
       this.#player = player;
       await player.start({ room: this.room });
       if (!stillWanted()) return;
-      this.#music = player.play({ source: loopFrames(frames), volume: this.opts.musicVolume ?? 0.8 }, false);
+      // Scaled once here, so the player passes the frames through as they are (volume 1).
+      this.#music = player.play({ source: loopFrames(atVolume(frames, this.opts.musicVolume ?? 0.8)), volume: 1 }, false);
     } catch (err) {
       // Silence is better than a failed transfer: the caller was told they are on hold.
       this.log.warn({ err }, 'hold music could not be started');

@@ -1,17 +1,20 @@
 /**
  * `npm run bench:hold [-- --rounds 3] [-- --json]`: what a held caller costs the job process in
  * CPU. One agent participant in a room on a real livekit-server, measured in turns (the same
- * order each round, so slow drift of this shared machine falls on all alike): connected and idle,
- * then playing the hold music the way a hold does (agent/hold.ts: decoded frames looped through
- * the agents BackgroundAudioPlayer, volume 0.8). Per second of wall time: the main (JS) thread's
- * CPU, from /proc/thread-self/schedstat, and the whole process's (libwebrtc encodes in its own
- * threads). Medians over the rounds.
+ * order each round, so slow drift of this shared machine falls on all alike): connected and idle;
+ * playing the hold music as a hold does (agent/hold.ts `HoldMusic`: decoded frames, scaled to the
+ * volume once, looped through the agents BackgroundAudioPlayer); and the same with the player
+ * scaling every frame as it plays (what `HoldMusic` did before). Per second of wall time: the
+ * main (JS) thread's CPU, from /proc/thread-self/schedstat, and the whole process's (libwebrtc
+ * encodes in its own threads). Medians over the rounds.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { initializeLogger, voice } from '@livekit/agents';
 import { Room, dispose } from '@livekit/rtc-node';
+import { HoldMusic } from '../../agent/hold.js';
 import { loadHoldMusic, loopFrames } from '../../agent/hold-music.js';
+import { logger } from '../../agent/log.js';
 import { mintRoomToken } from '../../agent/tokens.js';
 import { startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import { median } from './stats.js';
@@ -41,8 +44,11 @@ async function cpuPerSecond(seconds: number): Promise<{ mainMsPerS: number; proc
 }
 
 const server = await startLiveKitServer({ bindAddress: '127.0.0.1', nodeIp: process.env.WT_TEST_NODE_IP, httpPort: 7930, rtcTcpPort: 7931, rtcUdpPort: 7932 });
-const idle: { mainMsPerS: number; processMsPerS: number }[] = [];
-const held: { mainMsPerS: number; processMsPerS: number }[] = [];
+type Cost = { mainMsPerS: number; processMsPerS: number };
+const idle: Cost[] = [];
+const held: Cost[] = [];
+const heldPlayerScaling: Cost[] = [];
+const VOLUME = 0.8; // HoldMusic's default
 try {
   const frames = await loadHoldMusic();
   const { token } = await mintRoomToken({ apiKey: server.apiKey, apiSecret: server.apiSecret, room: 'hold-cost', identity: 'agent-hold', kind: 'agent', ttlSeconds: 600 });
@@ -51,11 +57,17 @@ try {
   await cpuPerSecond(1); // let the connection settle
   for (let i = 0; i < ROUNDS; i++) {
     idle.push(await cpuPerSecond(SECONDS));
+
+    const music = new HoldMusic(room, { music: async () => frames, musicVolume: VOLUME }, logger());
+    await music.play(() => true);
+    held.push(await cpuPerSecond(SECONDS));
+    await music.stop();
+
     const player = new voice.BackgroundAudioPlayer();
     await player.start({ room });
-    const music = player.play({ source: loopFrames(frames), volume: 0.8 }, false);
-    held.push(await cpuPerSecond(SECONDS));
-    music.stop();
+    const playing = player.play({ source: loopFrames(frames), volume: VOLUME }, false);
+    heldPlayerScaling.push(await cpuPerSecond(SECONDS));
+    playing.stop();
     await player.close();
   }
   await room.disconnect();
@@ -64,8 +76,14 @@ try {
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
-const summary = (xs: typeof idle) => ({ mainMsPerS: round1(median(xs.map((x) => x.mainMsPerS))), processMsPerS: round1(median(xs.map((x) => x.processMsPerS))) });
-const result = { rounds: ROUNDS, secondsEach: SECONDS, idle: summary(idle), holdMusic: summary(held) };
+const summary = (xs: Cost[]) => ({ mainMsPerS: round1(median(xs.map((x) => x.mainMsPerS))), processMsPerS: round1(median(xs.map((x) => x.processMsPerS))) });
+const result = {
+  rounds: ROUNDS,
+  secondsEach: SECONDS,
+  idle: summary(idle),
+  holdMusic: summary(held),
+  holdMusicPlayerScaling: summary(heldPlayerScaling),
+};
 if (values.json) {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } else {
@@ -77,7 +95,8 @@ if (values.json) {
       '| state | main thread ms/s | whole process ms/s |',
       '| --- | --- | --- |',
       `| connected, idle | ${result.idle.mainMsPerS} | ${result.idle.processMsPerS} |`,
-      `| playing hold music | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
+      `| playing hold music (HoldMusic: frames scaled once) | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
+      `| playing hold music, the player scaling each frame | ${result.holdMusicPlayerScaling.mainMsPerS} | ${result.holdMusicPlayerScaling.processMsPerS} |`,
       '',
       `A held caller costs about ${round1(result.holdMusic.processMsPerS - result.idle.processMsPerS)} ms of CPU per second more ` +
         `(${round1((result.holdMusic.processMsPerS - result.idle.processMsPerS) / 10)}% of a core).`,
