@@ -35,8 +35,10 @@ const processMs = () => {
   return (u.user + u.system) / 1000;
 };
 
+type Cost = { mainMsPerS: number; processMsPerS: number };
+
 /** CPU ms per wall-clock second over `seconds`, of the main thread and of the process. */
-async function cpuPerSecond(seconds: number): Promise<{ mainMsPerS: number; processMsPerS: number }> {
+async function cpuPerSecond(seconds: number): Promise<Cost> {
   const [m0, p0, t0] = [mainThreadMs(), processMs(), performance.now()];
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const wallS = (performance.now() - t0) / 1000;
@@ -44,7 +46,6 @@ async function cpuPerSecond(seconds: number): Promise<{ mainMsPerS: number; proc
 }
 
 const server = await startLiveKitServer({ bindAddress: '127.0.0.1', nodeIp: process.env.WT_TEST_NODE_IP, httpPort: 7930, rtcTcpPort: 7931, rtcUdpPort: 7932 });
-type Cost = { mainMsPerS: number; processMsPerS: number };
 const idle: Cost[] = [];
 const held: Cost[] = [];
 const heldPlayerScaling: Cost[] = [];
