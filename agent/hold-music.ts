@@ -7,7 +7,7 @@
  * and with it the call. Decoding to the end once, and looping over the frames ourselves, never
  * stops the decoder early, and also saves starting ffmpeg on every hold.
  */
-import { AudioFrame } from '@livekit/rtc-node';
+import { type AudioFrame } from '@livekit/rtc-node';
 import { audioFramesFromFile, voice } from '@livekit/agents';
 
 /** Enough music that the loop is not noticeable, bounded so a long file cannot eat memory. */
@@ -41,32 +41,6 @@ async function decodeAll(path: string): Promise<AudioFrame[]> {
   }
   if (frames.length === 0) throw new Error(`no audio could be decoded from ${path}`);
   return frames;
-}
-
-const scaledCache = new WeakMap<readonly AudioFrame[], Map<number, readonly AudioFrame[]>>();
-
-/**
- * The frames at `volume` (1 = as decoded), scaled once and kept for every later hold in the process.
- * The agents BackgroundAudioPlayer would otherwise scale each frame as it plays, through float
- * copies of it: 1-3 ms of the call loop's CPU per second of music (`npm run bench:hold`).
- */
-export function atVolume(frames: readonly AudioFrame[], volume: number): readonly AudioFrame[] {
-  if (volume === 1) return frames;
-  let byVolume = scaledCache.get(frames);
-  if (!byVolume) {
-    byVolume = new Map();
-    scaledCache.set(frames, byVolume);
-  }
-  let scaled = byVolume.get(volume);
-  if (!scaled) {
-    scaled = frames.map((f) => {
-      const data = new Int16Array(f.data.length);
-      for (let i = 0; i < data.length; i++) data[i] = Math.max(-32768, Math.min(32767, Math.round(f.data[i]! * volume)));
-      return new AudioFrame(data, f.sampleRate, f.channels, f.samplesPerChannel);
-    });
-    byVolume.set(volume, scaled);
-  }
-  return scaled;
 }
 
 /** Loop the frames until the consumer stops iterating. */

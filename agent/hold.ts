@@ -9,7 +9,7 @@
 import type { AudioFrame, Room } from '@livekit/rtc-node';
 import { voice } from '@livekit/agents';
 import { atMost } from './async-utils.js';
-import { atVolume, loopFrames } from './hold-music.js';
+import { loopFrames } from './hold-music.js';
 import type { Logger } from './log.js';
 
 export interface HoldOptions {
@@ -52,8 +52,7 @@ export class HoldMusic {
       this.#player = player;
       await player.start({ room: this.room });
       if (!stillWanted()) return;
-      // Scaled once here, so the player passes the frames through as they are (volume 1).
-      this.#music = player.play({ source: loopFrames(atVolume(frames, this.opts.musicVolume ?? 0.8)), volume: 1 }, false);
+      this.#music = player.play({ source: loopFrames(frames), volume: this.opts.musicVolume ?? 0.8 }, false);
     } catch (err) {
       // Silence is better than a failed transfer: the caller was told they are on hold.
       this.log.warn({ err }, 'hold music could not be started');

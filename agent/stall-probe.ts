@@ -174,7 +174,9 @@ export class StallProbe {
    */
   window(name: string): () => void {
     const w: [number, number | undefined] = [performance.now(), undefined];
-    this.windows.set(name, [...(this.windows.get(name) ?? []), w]);
+    const spans = this.windows.get(name) ?? [];
+    spans.push(w);
+    this.windows.set(name, spans);
     return () => {
       w[1] ??= performance.now();
     };
@@ -273,7 +275,7 @@ function processCpuMs(): number {
  * The calling thread's schedstat, read without allocating: [ms on a CPU, ms runnable waiting for
  * one], in one array reused by every read; undefined where there is no schedstat.
  */
-function threadCpuClock(): { read: () => readonly [number, number]; close: () => void } | undefined {
+export function threadCpuClock(): { read: () => readonly [number, number]; close: () => void } | undefined {
   let fd: number;
   try {
     fd = openSync('/proc/thread-self/schedstat', 'r');

@@ -1,20 +1,19 @@
 /**
  * `npm run bench:hold [-- --rounds 3] [-- --json]`: what a held caller costs the job process in
  * CPU. One agent participant in a room on a real livekit-server, measured in turns (the same
- * order each round, so slow drift of this shared machine falls on all alike): connected and idle;
- * playing the hold music as a hold does (agent/hold.ts `HoldMusic`: decoded frames, scaled to the
- * volume once, looped through the agents BackgroundAudioPlayer); and the same with the player
- * scaling every frame as it plays (what `HoldMusic` did before). Per second of wall time: the
- * main (JS) thread's CPU, from /proc/thread-self/schedstat, and the whole process's (libwebrtc
- * encodes in its own threads). Medians over the rounds.
+ * order each round, so slow drift of this shared machine falls on all alike): connected and idle,
+ * then playing the hold music as a hold does (agent/hold.ts `HoldMusic`: decoded frames looped
+ * through the agents BackgroundAudioPlayer). Per second of wall time: the main (JS) thread's CPU,
+ * from /proc/thread-self/schedstat, and the whole process's (libwebrtc encodes in its own
+ * threads). Medians over the rounds.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { initializeLogger, voice } from '@livekit/agents';
+import { initializeLogger } from '@livekit/agents';
 import { Room, dispose } from '@livekit/rtc-node';
 import { HoldMusic } from '../../agent/hold.js';
-import { loadHoldMusic, loopFrames } from '../../agent/hold-music.js';
+import { loadHoldMusic } from '../../agent/hold-music.js';
 import { logger } from '../../agent/log.js';
+import { threadCpuClock } from '../../agent/stall-probe.js';
 import { mintRoomToken } from '../../agent/tokens.js';
 import { startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import { median } from './stats.js';
@@ -29,7 +28,9 @@ if (process.env.WT_IN_TEST_NETNS !== '1') {
 }
 initializeLogger({ pretty: false, level: 'warn' });
 
-const mainThreadMs = () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+const mainThreadClock = threadCpuClock();
+if (!mainThreadClock) throw new Error('bench:hold needs /proc/thread-self/schedstat (Linux)');
+const mainThreadMs = () => mainThreadClock.read()[0];
 const processMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -48,8 +49,6 @@ async function cpuPerSecond(seconds: number): Promise<Cost> {
 const server = await startLiveKitServer({ bindAddress: '127.0.0.1', nodeIp: process.env.WT_TEST_NODE_IP, httpPort: 7930, rtcTcpPort: 7931, rtcUdpPort: 7932 });
 const idle: Cost[] = [];
 const held: Cost[] = [];
-const heldPlayerScaling: Cost[] = [];
-const VOLUME = 0.8; // HoldMusic's default
 try {
   const frames = await loadHoldMusic();
   const { token } = await mintRoomToken({ apiKey: server.apiKey, apiSecret: server.apiSecret, room: 'hold-cost', identity: 'agent-hold', kind: 'agent', ttlSeconds: 600 });
@@ -59,17 +58,10 @@ try {
   for (let i = 0; i < ROUNDS; i++) {
     idle.push(await cpuPerSecond(SECONDS));
 
-    const music = new HoldMusic(room, { music: async () => frames, musicVolume: VOLUME }, logger());
+    const music = new HoldMusic(room, { music: async () => frames }, logger());
     await music.play(() => true);
     held.push(await cpuPerSecond(SECONDS));
     await music.stop();
-
-    const player = new voice.BackgroundAudioPlayer();
-    await player.start({ room });
-    const playing = player.play({ source: loopFrames(frames), volume: VOLUME }, false);
-    heldPlayerScaling.push(await cpuPerSecond(SECONDS));
-    playing.stop();
-    await player.close();
   }
   await room.disconnect();
 } finally {
@@ -83,7 +75,6 @@ const result = {
   secondsEach: SECONDS,
   idle: summary(idle),
   holdMusic: summary(held),
-  holdMusicPlayerScaling: summary(heldPlayerScaling),
 };
 if (values.json) {
   process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -96,8 +87,7 @@ if (values.json) {
       '| state | main thread ms/s | whole process ms/s |',
       '| --- | --- | --- |',
       `| connected, idle | ${result.idle.mainMsPerS} | ${result.idle.processMsPerS} |`,
-      `| playing hold music (HoldMusic: frames scaled once) | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
-      `| playing hold music, the player scaling each frame | ${result.holdMusicPlayerScaling.mainMsPerS} | ${result.holdMusicPlayerScaling.processMsPerS} |`,
+      `| playing hold music | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
       '',
       `A held caller costs about ${round1(result.holdMusic.processMsPerS - result.idle.processMsPerS)} ms of CPU per second more ` +
         `(${round1((result.holdMusic.processMsPerS - result.idle.processMsPerS) / 10)}% of a core).`,

@@ -49,6 +49,7 @@ import type { HandoffSummary } from '../../agent/summary-schema.js';
 import { Transcript } from '../../agent/transcript.js';
 import { startGroqStandIn, type ChatRequestInfo, type ChatStep } from '../support/groq-standin.js';
 import { type StallStats, StallProbe } from '../../agent/stall-probe.js';
+import { percentile } from './stats.js';
 
 // Keep stdout for the result (pino writes to stdout).
 process.env.LOG_LEVEL ??= 'error';
@@ -152,12 +153,6 @@ function modelReply(req: ChatRequestInfo): ChatStep {
 
 // --- measurement ------------------------------------------------------------------------------
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[idx]!;
-}
-
 const round = (n: number) => Math.round(n * 100) / 100;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -215,21 +210,21 @@ async function runOne(groqURL: string, turns: number, mode: Mode, calls: number,
   probe.start();
   const outcomes = await Promise.all(Array.from({ length: calls }, () => simulateCall(groqURL, turns, mode, turnMs)));
   const stalls = probe.stop();
-  const waits = outcomes.map((o) => o.waitMs).sort((a, b) => a - b);
+  const waits = outcomes.map((o) => o.waitMs);
   const run: Run = {
     turns,
     mode,
     calls,
-    waitMsP50: round(quantile(waits, 0.5)),
-    waitMsP95: round(quantile(waits, 0.95)),
+    waitMsP50: round(percentile(waits, 0.5)),
+    waitMsP95: round(percentile(waits, 0.95)),
     ...stallFieldsOf(stalls),
     llm: outcomes.filter((o) => o.source === 'llm').length,
     fallback: outcomes.filter((o) => o.source === 'fallback').length,
   };
   if (mode === 'rolling') {
-    const refines = outcomes.map((o) => o.refineMs ?? Number.NaN).sort((a, b) => a - b);
-    run.refineMsP50 = round(quantile(refines, 0.5));
-    run.refineMsP95 = round(quantile(refines, 0.95));
+    const refines = outcomes.map((o) => o.refineMs ?? Number.NaN);
+    run.refineMsP50 = round(percentile(refines, 0.5));
+    run.refineMsP95 = round(percentile(refines, 0.95));
     run.pendingTurnsMean = round(outcomes.reduce((n, o) => n + o.pendingTurns, 0) / outcomes.length);
   }
   return run;
