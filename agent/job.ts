@@ -71,7 +71,9 @@ export default defineAgent({
     const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 1_000).unref();
     const config = loadConfig();
     // JOB_STALL_PROBE: also tell the call thread's own blocking from the host not running it.
-    const probe = config.worker.stallProbe ? new StallProbe({ cpu: 'thread' }) : undefined;
+    // A 5 ms period: at 1 ms the probe alone took 5% of a core per job, load that made the stalls it
+    // measured when ten calls shared two cores (see agent/stall-probe.ts).
+    const probe = config.worker.stallProbe ? new StallProbe({ cpu: 'thread', periodMs: 5 }) : undefined;
     probe?.start();
     const log = logger().child({ room: ctx.job.room?.name, jobId: ctx.job.id });
     const parsed = parseJobOptions(ctx.job.metadata);

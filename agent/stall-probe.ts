@@ -2,9 +2,9 @@
  * How long the event loop is blocked, measured the same way by every benchmark and, with
  * JOB_STALL_PROBE, inside each call's job process.
  *
- * A 1 ms probe timer. For each gap between two ticks, the stall is the time the loop was *busy*
- * in it (running callbacks, or collecting garbage), beyond the 1 ms period: the gap less the time
- * the loop spent waiting for events (`performance.nodeTiming.idleTime`). That is what our code
+ * A probe timer (1 ms unless told otherwise). For each gap between two ticks, the stall is the time
+ * the loop was *busy* in it (running callbacks, or collecting garbage), beyond 1 ms: the gap less
+ * the time the loop spent waiting for events (`performance.nodeTiming.idleTime`). That is what our code
  * costs the audio frames queued behind it. What it leaves out is the time the OS did not run an
  * idle loop when its timer was due: on these shared two-core machines an idle Node process shows
  * wall-clock gaps of 4 to 13 ms from that alone, more than the targets being checked. The raw
@@ -19,12 +19,18 @@
  * allocations would cause the GC pauses being measured. `pooledP99` pools ticks of several runs,
  * so that a p99 rests on enough samples. With the thread clock, the largest stall is also split
  * into time on a CPU, time waiting for one, and time blocked (`largestStall`).
+ *
+ * The probe is not free: waking a Node thread costs ~50 µs on these machines, so a 1 ms timer
+ * takes ~50 ms of CPU a second (5% of a core), a 5 ms one ~15. Inside a job process, where ten
+ * calls share two cores, that load would make the stalls it measures (`periodMs: 5` there). A
+ * longer period never flatters: the busy time of a gap can only add short pieces of separate work
+ * to a long one, so a stall reads at most `periodMs - 1` ms too long.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 
 export interface StallStats {
-  /** Longest busy stretch beyond the 1 ms period (ms). */
+  /** Longest busy stretch of a probe gap, beyond 1 ms (ms). */
   maxStallMs: number;
   /** 99th percentile of the per-tick stalls (ms). */
   p99StallMs: number;
@@ -57,8 +63,9 @@ export interface StallStats {
   maxGcMs: number;
   /** Longest pause of each kind of collection (minor = scavenge, major = mark-compact, ...). */
   maxGcMsByKind: Record<string, number>;
-  /** Probe ticks measured. */
+  /** Probe ticks measured, and the period they were due at. */
   ticks: number;
+  periodMs: number;
 }
 
 /** Where one stall's time went (see `StallStats.largestStall`). */
@@ -151,8 +158,11 @@ export class StallProbe {
   private readonly knowsRunQueue: boolean;
   private readonly cpuLagMs: number;
   private readonly closeClock: (() => void) | undefined;
+  private readonly periodMs: number;
 
-  constructor(opts: { cpu?: CpuClock } = {}) {
+  constructor(opts: { cpu?: CpuClock; periodMs?: number } = {}) {
+    this.periodMs = opts.periodMs ?? 1;
+    if (!Number.isInteger(this.periodMs) || this.periodMs < 1) throw new Error(`StallProbe periodMs must be a positive integer, got ${opts.periodMs}`);
     const thread = opts.cpu === 'thread' ? threadCpuClock() : undefined;
     this.clock = thread?.read ?? (() => [processCpuMs(), 0]);
     this.knowsRunQueue = thread !== undefined;
@@ -165,7 +175,7 @@ export class StallProbe {
     this.lastWall = performance.now();
     this.lastIdle = performance.nodeTiming.idleTime;
     [this.lastCpuMs, this.lastRunQueueMs] = this.clock();
-    this.timer = setInterval(() => this.tick(), 1);
+    this.timer = setInterval(() => this.tick(), this.periodMs);
   }
 
   /**
@@ -228,6 +238,7 @@ export class StallProbe {
       maxGcMs: round(this.gcs.reduce((m, [, d]) => Math.max(m, d), 0)),
       maxGcMsByKind: { ...this.gcByKind },
       ticks: this.histogram.total,
+      periodMs: this.periodMs,
     };
   }
 
@@ -245,7 +256,7 @@ export class StallProbe {
     const gap = wall - this.lastWall;
     const busy = gap - (idle - this.lastIdle);
     const stall = Math.max(0, Math.min(gap, busy) - 1);
-    const wallStall = Math.max(0, gap - 1);
+    const wallStall = Math.max(0, gap - this.periodMs);
     this.histogram.add(stall);
     this.wallHistogram.add(wallStall);
     this.maxStallMs = Math.max(this.maxStallMs, stall);

@@ -88,3 +88,25 @@ describe('stall probe', () => {
     expect(stats.windows.quiet).toEqual({ windows: 1, maxStallMs: 0 });
   });
 });
+
+describe('stall probe with a longer period', () => {
+  it('still sees a 40 ms spin whole at a 5 ms period, and ticks about a fifth as often', async () => {
+    const probe = new StallProbe({ cpu: 'thread', periodMs: 5 });
+    probe.start();
+    await idle(30);
+    await spinSoon(40);
+    await idle(30);
+    const stats = probe.stop();
+    expect(stats.periodMs).toBe(5);
+    // Never flatters: the stall is at least the spin less the 1 ms floor (a loaded machine may
+    // stretch it, not shrink it).
+    expect(stats.maxStallMs).toBeGreaterThanOrEqual(39);
+    // ~100 ms at one tick per 5 ms; a 1 ms probe would tick ~100 times.
+    expect(stats.ticks).toBeLessThan(40);
+  });
+
+  it('refuses a period that is not a positive whole number of milliseconds', () => {
+    expect(() => new StallProbe({ periodMs: 0 })).toThrow(/periodMs must be a positive integer, got 0/);
+    expect(() => new StallProbe({ periodMs: 2.5 })).toThrow(/periodMs/);
+  });
+});
