@@ -24,6 +24,7 @@ import {
 } from './contract.js';
 import { atMost } from './async-utils.js';
 import type { Logger } from './log.js';
+import { closeSessionChannel } from './session-channel.js';
 import { PHONE_DECISION_PROMPT, decisionFromDtmf, looksLikeVoicemail } from './sip.js';
 
 export type BriefingDecision =
@@ -171,6 +172,7 @@ export class Briefing {
       },
       outputOptions: { audioEnabled: !this.opts.textOnly, transcriptionEnabled: true },
     });
+    await closeSessionChannel(session, this.opts.log);
     // Only now that the session listens: Agent B answers what is on screen ("put her through"),
     // and words sent before the session reads the chat would be dropped.
     await local.sendText(JSON.stringify(this.opts.summaryMessage), {

@@ -17,6 +17,7 @@ import { AssistHold, CallerHold, type Hold, withHoldWindow } from './hold.js';
 import { loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
 import { settleHeap } from './job-process.js';
+import { closeSessionChannel } from './session-channel.js';
 import { StallProbe } from './stall-probe.js';
 import { type Logger, logger } from './log.js';
 import { buildVoicePipeline } from './pipeline.js';
@@ -152,6 +153,7 @@ export default defineAgent({
         },
         outputOptions: { audioEnabled: !textOnly, transcriptionEnabled: true },
       });
+      await closeSessionChannel(session, log);
     }
     await ctx.connect();
     if (!session) {

@@ -8,7 +8,8 @@
  * and prove nothing. A random secret can only appear in the output if it leaked.
  */
 import { randomBytes } from 'node:crypto';
-import { RpcError } from '@livekit/rtc-node';
+import { AgentSession as pb } from '@livekit/protocol';
+import { type ByteStreamReader, RpcError } from '@livekit/rtc-node';
 import { type ClaimGrants, TokenVerifier } from 'livekit-server-sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnswerSchema, CONTRACT_VERSION, MAX_RPC_PAYLOAD_BYTES, RPC, RPC_ERROR, parsePayload } from '../../agent/contract.js';
@@ -159,5 +160,42 @@ describe('hardening', () => {
     const isSummary = (r: RecordedRequest) => r.route === 'chat' && typeof r.body === 'object' && r.body !== null && 'response_format' in r.body;
     const summary = await rig.groq.waitForRequest((r) => isSummary(r) && JSON.stringify(r.body).includes('Please read my whole complaint'), WAIT_MS);
     expect(JSON.stringify(summary.body).length).toBeLessThan(20_000);
+  });
+
+  it("the agents framework's session channel is closed: a caller gets no events, and cannot read the instructions or run input", async () => {
+    // @livekit/agents 1.9 opens a `lk.agent.session` channel in every room its AgentSession runs
+    // in (for LiveKit's own tools): it streams the conversation, tool calls with their arguments
+    // and outputs, to the caller, and answers the caller's requests: the agent's instructions,
+    // the history, running text through the model (past the hold), switching audio input back on.
+    // The worker closes it (agent/session-channel.ts).
+    const { caller, agentIdentity } = await rig.startCall('session-channel');
+    const received: string[] = [];
+    caller.room.registerByteStreamHandler('lk.agent.session', (reader: ByteStreamReader) => {
+      reader.readAll().then(
+        (chunks) => received.push(pb.AgentSessionMessage.fromBinary(Buffer.concat(chunks)).message.case ?? '?'),
+        () => undefined,
+      );
+    });
+    const marker = 'run-input-marker-7731';
+    for (const request of [
+      { case: 'getAgentInfo' as const, value: new pb.SessionRequest_GetAgentInfo() },
+      { case: 'runInput' as const, value: new pb.SessionRequest_RunInput({ text: `Say ${marker}.` }) },
+      { case: 'ping' as const, value: new pb.SessionRequest_Ping() },
+    ]) {
+      const msg = new pb.AgentSessionMessage({ message: { case: 'request', value: new pb.SessionRequest({ requestId: request.case, request }) } });
+      const writer = await caller.room.localParticipant!.streamBytes({ topic: 'lk.agent.session', destinationIdentities: [agentIdentity] });
+      await writer.write(msg.toBinary());
+      await writer.close();
+    }
+    // Two ordinary turns after the requests: with the channel open, each turn's conversation items
+    // (and the answers to the requests) stream to the caller well before the second reply.
+    const seen = new Set(caller.texts.items);
+    for (const text of ['What about order 4471?', 'And order 4471 again?']) {
+      await caller.say(text);
+      await caller.texts.waitFor((m) => !seen.has(m) && m.topic === 'lk.transcription' && m.from === agentIdentity && m.text.includes('I see order 4471'), WAIT_MS, `a reply to "${text}"`);
+      for (const m of caller.texts.items) seen.add(m);
+    }
+    expect(rig.groq.requests.filter((r) => JSON.stringify(r.body ?? null).includes(marker))).toEqual([]);
+    expect(received).toEqual([]);
   });
 });
