@@ -173,6 +173,14 @@ export const CONFIG_VARS = {
     defaultText: '2',
     parse: (raw) => integer(raw, 2, 0, 32),
   } satisfies VarSpec<number>,
+  loopBlockWarnMs: {
+    name: 'LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS',
+    description:
+      "The agents runtime's own event-loop monitor, in the worker and in every job process (warm spares too), logs stalls at least this long (ms). It ticks every fifth of it (20-50 ms) on the loop and on a watchdog thread, and that is not free: 2-5% of a core per process at the runtime's 100, about half at 250. 0 turns it off; each call's `job stats` line still reports its loop's largest delay.",
+    expected: 'a whole number of milliseconds from 0 to 60000',
+    defaultText: '250',
+    parse: (raw) => integer(raw, 250, 0, 60_000),
+  } satisfies VarSpec<number>,
   workerMaxJobs: {
     name: 'WORKER_MAX_JOBS',
     description:
@@ -417,7 +425,7 @@ type Values = { [K in keyof Specs]: ReturnType<Specs[K]['parse']> };
 export interface WorkerConfig {
   livekit: { url: string; apiUrl: string; apiKey: string; apiSecret: string };
   agentName: string;
-  worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number; stallProbe: boolean };
+  worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number; stallProbe: boolean; loopBlockWarnMs: number };
   groq: { apiKey: string; baseURL: string; openaiBaseURL: string; llmModel: string; sttModel: string };
   tts: { baseURL: string; apiKey: string; model: string; voice: string };
   textOnly: boolean;
@@ -490,7 +498,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   return {
     livekit: { url: v.livekitUrl, apiUrl: v.livekitApiUrl || v.livekitUrl.replace(/^ws/, 'http'), apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
     agentName: v.agentName,
-    worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs, stallProbe: v.jobStallProbe },
+    worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs, stallProbe: v.jobStallProbe, loopBlockWarnMs: v.loopBlockWarnMs },
     groq: {
       apiKey: v.groqApiKey,
       baseURL: v.groqBaseUrl,

@@ -45,6 +45,9 @@ if (process.argv.includes('start') || process.argv.includes('dev')) {
 // Job processes are forked with this process's execArgv: give them the heap settings that keep
 // garbage collection out of the audio loop (agent/job-process.ts).
 applyJobProcessFlags();
+// The runtime reads its loop monitor's threshold from the environment, in this process and in every
+// job process it forks: hand it the validated value (agent/config.ts says what it costs).
+process.env.LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS = String(config.worker.loopBlockWarnMs);
 
 cli.runApp(
   new ServerOptions({

@@ -35,8 +35,16 @@ describe('configuration', () => {
     expect(c.tts.baseURL).toBe('https://api.groq.com/openai/v1');
     expect(c.tts.apiKey).toBe('gsk_abcdef');
     expect(c.database.url).toBe('file:data/transfers.db');
-    expect(c.worker).toMatchObject({ host: '127.0.0.1', port: 8081, maxJobs: 0, loadThreshold: 0.7 });
+    expect(c.worker).toMatchObject({ host: '127.0.0.1', port: 8081, maxJobs: 0, loadThreshold: 0.7, loopBlockWarnMs: 250 });
     expect(c.textOnly).toBe(false);
+  });
+
+  it("takes the agents loop monitor's threshold (0 turns it off) and names the variable when it is not a number", () => {
+    expect(loadConfig({ ...VALID, LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS: '0' }).worker.loopBlockWarnMs).toBe(0);
+    expect(loadConfig({ ...VALID, LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS: '100' }).worker.loopBlockWarnMs).toBe(100);
+    const problems = problemsOf({ ...VALID, LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS: 'soon' });
+    expect(problems.map((p) => p.variable)).toEqual(['LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS']);
+    expect(problems[0]!.message).toContain('a whole number of milliseconds from 0 to 60000');
   });
 
   it('tells the user GROQ_API_KEY is missing and what to put there', () => {
