@@ -8,7 +8,7 @@
  * that is a leak and a way around the hold (a held caller's words must never reach the model),
  * and each event costs a byte stream (three FFI requests) on the call's event loop. The framework
  * has no option to leave it out, so it is closed as soon as the session has started; only the
- * state changes of the start itself go out before that.
+ * session's own start goes out before that (an agent-handoff marker without content, and its state).
  */
 import type { voice } from '@livekit/agents';
 import type { Logger } from './log.js';

@@ -17,6 +17,7 @@
  * raw RPCs so tests can also break the contract on purpose.
  */
 import {
+  type ByteStreamReader,
   type Participant,
   ParticipantKind,
   Room,
@@ -49,7 +50,7 @@ import {
   TOPIC,
   parsePayload,
 } from '../../agent/contract.js';
-import type { ServerInfo, TextMessage } from './participants.js';
+import { AGENT_SESSION_TOPIC, type ServerInfo, type TextMessage, agentSessionMessageKind } from './participants.js';
 import { Inbox, nextEvent, withDeadline } from './wait.js';
 
 /** Which of its rooms a console connection is in. A moved consult connection becomes `caller`. */
@@ -181,6 +182,11 @@ export class ReferenceConsole {
   readonly joinRequests = new Inbox<JoinHandled>();
   /** Room comings and goings. */
   readonly events = new Inbox<ConsoleEvent>();
+  /**
+   * Byte streams on the agents framework's `lk.agent.session` channel, by sender: the worker
+   * closes that channel (agent/session-channel.ts), so a console should never get one.
+   */
+  readonly agentSessionStreams = new Inbox<{ room: RoomRole; from: string; kind: string }>();
   /** Contract breaches by the other side, and failures of the console's own steps. */
   readonly errors = new Inbox<string>();
   /** The console's own steps with their times, for the report of a failed test. */
@@ -479,6 +485,12 @@ export class ReferenceConsole {
   /** Collect the worker's text streams on `room`, routed by the room's role when they arrive. */
   #listen(room: Room, role: RoomRole): void {
     this.#roles.set(room, role);
+    room.registerByteStreamHandler(AGENT_SESSION_TOPIC, (reader: ByteStreamReader, info: { identity: string }) => {
+      reader.readAll().then(
+        (chunks) => this.agentSessionStreams.push({ room: this.#roleOf(room), from: info.identity, kind: agentSessionMessageKind(Buffer.concat(chunks)) }),
+        (err: unknown) => this.errors.push(`reading lk.agent.session from ${info.identity} failed: ${errorMessage(err)}`),
+      );
+    });
     const read = (topic: string, onText: (text: string, from: string, reader: TextStreamReader) => void) => {
       room.registerTextStreamHandler(topic, (reader: TextStreamReader, info: { identity: string }) => {
         reader.readAll().then(

@@ -2,7 +2,8 @@
  * Real `@livekit/rtc-node` participants for end-to-end tests: a caller that types on `lk.chat` and
  * reads the agent's `lk.transcription`, and the server API (rooms, dispatches) around them.
  */
-import { type RemoteParticipant, Room, RoomEvent, type TextStreamReader } from '@livekit/rtc-node';
+import { AgentSession as pb } from '@livekit/protocol';
+import { type ByteStreamReader, type RemoteParticipant, Room, RoomEvent, type TextStreamReader } from '@livekit/rtc-node';
 import { AccessToken, AgentDispatchClient, RoomServiceClient } from 'livekit-server-sdk';
 import { Inbox, eventually, nextEvent } from './wait.js';
 
@@ -53,6 +54,8 @@ export class TestParticipant {
   readonly texts = new Inbox<TextMessage>();
   readonly joined = new Inbox<string>();
   readonly left = new Inbox<string>();
+  /** What reached this participant on the agents framework's `lk.agent.session` channel (`agentSessionMessageKind`). */
+  readonly agentSessionStreams = new Inbox<{ from: string; kind: string }>();
 
   constructor(readonly identity: string) {
     this.room.on(RoomEvent.ParticipantConnected, (p: RemoteParticipant) => this.joined.push(p.identity));
@@ -70,6 +73,12 @@ export class TestParticipant {
         );
       });
     }
+    p.room.registerByteStreamHandler(AGENT_SESSION_TOPIC, (reader: ByteStreamReader, info: { identity: string }) => {
+      reader.readAll().then(
+        (chunks) => p.agentSessionStreams.push({ from: info.identity, kind: agentSessionMessageKind(Buffer.concat(chunks)) }),
+        () => undefined,
+      );
+    });
     const token = await mintToken(server, roomName, identity, opts);
     await p.room.connect(server.url, token, { autoSubscribe: true, dynacast: false });
     for (const remote of p.room.remoteParticipants.keys()) p.joined.push(remote);
@@ -127,4 +136,25 @@ let counter = 0;
 export function uniqueRoom(prefix: string): string {
   counter += 1;
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
+
+/** The agents framework's remote-session channel, which the worker closes (agent/session-channel.ts). */
+export const AGENT_SESSION_TOPIC = 'lk.agent.session';
+
+/**
+ * The only messages a session sends there before the worker closes the channel: its own start (the
+ * agent taking over, its state). Anything else (conversation, tool calls, answers) is a leak.
+ */
+export const SESSION_START_KINDS = ['event:conversationItemAdded:agentHandoff', 'event:agentStateChanged'];
+
+/** What an `lk.agent.session` message carries: `event:<kind>[:<item kind>]`, or the message's own case. */
+export function agentSessionMessageKind(bytes: Uint8Array): string {
+  try {
+    const msg = pb.AgentSessionMessage.fromBinary(bytes).message;
+    if (msg.case !== 'event') return msg.case ?? '?';
+    const ev = msg.value.event;
+    return ev.case === 'conversationItemAdded' ? `event:conversationItemAdded:${ev.value.item?.item.case ?? '?'}` : `event:${ev.case ?? '?'}`;
+  } catch {
+    return 'undecodable';
+  }
 }
