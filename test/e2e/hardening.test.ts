@@ -15,7 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnswerSchema, CONTRACT_VERSION, MAX_RPC_PAYLOAD_BYTES, RPC, RPC_ERROR, parsePayload } from '../../agent/contract.js';
 import { type RunningLiveKitServer, startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import type { RecordedRequest } from '../support/groq-standin.js';
-import { SESSION_START_KINDS } from '../support/participants.js';
+import { AGENT_SESSION_TOPIC, SESSION_START_KINDS } from '../support/participants.js';
 import { GROQ_KEY, type Rig, TRANSFER_PHRASE, startRig } from '../support/transfer-rig.js';
 
 const WAIT_MS = 20_000;
@@ -169,7 +169,7 @@ describe('hardening', () => {
     expect(JSON.stringify(summary.body).length).toBeLessThan(20_000);
   });
 
-  it("the agents framework's session channel is closed: a caller gets no events, and cannot read the instructions or run input", async () => {
+  it("the agents framework's session channel is closed: a caller gets no conversation or answers, cannot read the instructions nor run input", async () => {
     // @livekit/agents 1.9 opens a `lk.agent.session` channel in every room its AgentSession runs
     // in (for LiveKit's own tools): it streams the conversation, tool calls with their arguments
     // and outputs, to the caller, and answers the caller's requests: the agent's instructions,
@@ -183,7 +183,7 @@ describe('hardening', () => {
       { case: 'ping' as const, value: new pb.SessionRequest_Ping() },
     ]) {
       const msg = new pb.AgentSessionMessage({ message: { case: 'request', value: new pb.SessionRequest({ requestId: request.case, request }) } });
-      const writer = await caller.room.localParticipant!.streamBytes({ topic: 'lk.agent.session', destinationIdentities: [agentIdentity] });
+      const writer = await caller.room.localParticipant!.streamBytes({ topic: AGENT_SESSION_TOPIC, destinationIdentities: [agentIdentity] });
       await writer.write(msg.toBinary());
       await writer.close();
     }
