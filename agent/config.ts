@@ -417,6 +417,14 @@ export const CONFIG_VARS = {
     defaultText: 'info',
     parse: (raw) => oneOf(raw, 'info', LOG_LEVELS),
   } satisfies VarSpec<(typeof LOG_LEVELS)[number]>,
+  nativeLogFilter: {
+    name: 'RUST_LOG',
+    description:
+      "What the native WebRTC core of @livekit/rtc-node prints to stderr, in its own plain-text format (env_logger filters, e.g. `livekit=info` or `warn`). Off by default: it reports every routine disconnect as an error, and its lines are not the worker's JSON.",
+    expected: 'an env_logger filter: off, error, warn, info, debug, trace, or target=level pairs joined by commas',
+    defaultText: 'off',
+    parse: (raw) => optional(raw, 'off'),
+  } satisfies VarSpec<string>,
 } as const;
 
 type Specs = typeof CONFIG_VARS;
@@ -447,6 +455,8 @@ export interface WorkerConfig {
   /** The handoff summarizer's settings (SUMMARY_* and GROQ_SUMMARY_MODEL; see SUMMARY_VAR_DOCS). */
   summary: SummarizerSettings;
   logLevel: string;
+  /** RUST_LOG for the native core, passed on to every job process. */
+  nativeLogFilter: string;
 }
 
 /** The summarizer's variables, for the README (parsed by summarizerSettingsFromEnv). */
@@ -523,6 +533,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     sip: { outboundTrunkId: v.sipOutboundTrunkId, callerId: v.sipCallerId, ringTimeoutMs: v.sipRingTimeoutMs },
     summary,
     logLevel: v.logLevel,
+    nativeLogFilter: v.nativeLogFilter,
   };
 }
 

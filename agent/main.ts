@@ -48,6 +48,9 @@ applyJobProcessFlags();
 // The runtime reads its loop monitor's threshold from the environment, in this process and in every
 // job process it forks: hand it the validated value (agent/config.ts says what it costs).
 process.env.LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS = String(config.worker.loopBlockWarnMs);
+// The same for the native core's own logs, which it reads when its first room connects in each
+// process (patches/@livekit+rtc-node+0.13.35.patch keeps them out of JavaScript).
+process.env.RUST_LOG = config.nativeLogFilter;
 
 cli.runApp(
   new ServerOptions({

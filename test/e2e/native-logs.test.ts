@@ -5,7 +5,7 @@
  * event, and then drops them unread. Each record was its own event: decoded from protobuf on the
  * call's thread and handed to every Room, which takes a lock for it. A job saw about 1,200 a
  * second while a call connected (websocket frames, libwebrtc debug lines). With the patch the FFI
- * keeps them and prints errors to stderr (RUST_LOG chooses more). This test fails if an upgrade
+ * keeps them and prints what RUST_LOG asks for to stderr. This test fails if an upgrade
  * of rtc-node drops the patch or the FFI starts sending them again.
  */
 import { dirname, join } from 'node:path';
