@@ -264,6 +264,14 @@ export const CONFIG_VARS = {
     defaultText: 'autumn',
     parse: (raw) => optional(raw, 'autumn'),
   } satisfies VarSpec<string>,
+  helperThreadNice: {
+    name: 'JOB_HELPER_THREAD_NICE',
+    description:
+      "Nice value for every thread of a job process but its JavaScript one (V8's compiler and GC helpers, the database and Groq worker threads, libwebrtc's and the FFI's threads), so the thread carrying the call goes first when CPU runs short; 0 leaves them at the process's own. Linux only; needs no privilege. See agent/thread-priority.ts for why 10 and not 19.",
+    expected: 'a whole number from 0 to 19',
+    defaultText: '10',
+    parse: (raw) => integer(raw, 10, 0, 19),
+  } satisfies VarSpec<number>,
   jobStallProbe: {
     name: 'JOB_STALL_PROBE',
     description:
@@ -433,7 +441,17 @@ type Values = { [K in keyof Specs]: ReturnType<Specs[K]['parse']> };
 export interface WorkerConfig {
   livekit: { url: string; apiUrl: string; apiKey: string; apiSecret: string };
   agentName: string;
-  worker: { host: string; port: number; idleProcesses: number; loadThreshold: number; maxJobs: number; stallProbe: boolean; loopBlockWarnMs: number };
+  worker: {
+    host: string;
+    port: number;
+    idleProcesses: number;
+    loadThreshold: number;
+    maxJobs: number;
+    stallProbe: boolean;
+    loopBlockWarnMs: number;
+    /** Nice value for a job process's threads other than its JavaScript one (agent/thread-priority.ts); 0: off. */
+    helperThreadNice: number;
+  };
   groq: { apiKey: string; baseURL: string; openaiBaseURL: string; llmModel: string; sttModel: string };
   tts: { baseURL: string; apiKey: string; model: string; voice: string };
   textOnly: boolean;
@@ -508,7 +526,16 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   return {
     livekit: { url: v.livekitUrl, apiUrl: v.livekitApiUrl || v.livekitUrl.replace(/^ws/, 'http'), apiKey: v.livekitApiKey, apiSecret: v.livekitApiSecret },
     agentName: v.agentName,
-    worker: { host: v.workerHost, port: v.workerPort, idleProcesses: v.workerIdleProcesses, loadThreshold: v.workerLoadThreshold, maxJobs: v.workerMaxJobs, stallProbe: v.jobStallProbe, loopBlockWarnMs: v.loopBlockWarnMs },
+    worker: {
+      host: v.workerHost,
+      port: v.workerPort,
+      idleProcesses: v.workerIdleProcesses,
+      loadThreshold: v.workerLoadThreshold,
+      maxJobs: v.workerMaxJobs,
+      stallProbe: v.jobStallProbe,
+      loopBlockWarnMs: v.loopBlockWarnMs,
+      helperThreadNice: v.helperThreadNice,
+    },
     groq: {
       apiKey: v.groqApiKey,
       baseURL: v.groqBaseUrl,

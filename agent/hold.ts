@@ -6,17 +6,16 @@
  * audio only, so a held caller who typed still got replies). Taking the caller off hold is
  * idempotent and safe to call on every exit path.
  */
-import type { AudioFrame, Room } from '@livekit/rtc-node';
-import { voice } from '@livekit/agents';
+import type { Room } from '@livekit/rtc-node';
+import type { voice } from '@livekit/agents';
 import { atMost } from './async-utils.js';
-import { loopFrames } from './hold-music.js';
+import { type HoldClip, HoldMusic } from './hold-music.js';
 import type { Logger } from './log.js';
 
 export interface HoldOptions {
   message: string;
   /** Decoded hold music (see hold-music.ts). */
-  music: () => Promise<AudioFrame[]>;
-  musicVolume?: number;
+  music: () => Promise<HoldClip>;
   /** Upper bound on waiting for the hold message to finish before the music starts. */
   messageTimeoutMs?: number;
 }
@@ -30,42 +29,6 @@ export interface Hold {
    * handed over, so Agent A cannot answer the caller in the seconds before it leaves.
    */
   stop(opts?: { resumeListening?: boolean }): Promise<void>;
-}
-
-/** Loops hold music into a room on its own track; closed when the hold ends. */
-export class HoldMusic {
-  #player: voice.BackgroundAudioPlayer | undefined;
-  #music: { stop(): void } | undefined;
-
-  constructor(
-    private readonly room: Room,
-    private readonly opts: Pick<HoldOptions, 'music' | 'musicVolume'>,
-    private readonly log: Logger,
-  ) {}
-
-  /** `stillWanted` is checked after every await: the hold may end while the music loads. */
-  async play(stillWanted: () => boolean): Promise<void> {
-    try {
-      const frames = await this.opts.music();
-      if (!stillWanted()) return;
-      const player = new voice.BackgroundAudioPlayer();
-      this.#player = player;
-      await player.start({ room: this.room });
-      if (!stillWanted()) return;
-      this.#music = player.play({ source: loopFrames(frames), volume: this.opts.musicVolume ?? 0.8 }, false);
-    } catch (err) {
-      // Silence is better than a failed transfer: the caller was told they are on hold.
-      this.log.warn({ err }, 'hold music could not be started');
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.#music?.stop();
-    this.#music = undefined;
-    const player = this.#player;
-    this.#player = undefined;
-    if (player) await player.close().catch((err: unknown) => this.log.warn({ err }, 'could not close hold music player'));
-  }
 }
 
 export class CallerHold implements Hold {
@@ -100,7 +63,7 @@ export class CallerHold implements Hold {
       this.log.warn({ err }, 'hold message could not be played');
     }
     if (!this.#held) return; // taken off hold while the message played
-    await this.#music.play(() => this.#held);
+    await this.#music.play();
   }
 
   /** Music off, listening back on (unless told otherwise). Safe to call any number of times. */
@@ -129,7 +92,7 @@ export class AssistHold implements Hold {
       agentAIdentity: () => string | undefined;
       updateSubscriptions: (room: string, identity: string, trackSids: string[], subscribe: boolean) => Promise<void>;
     },
-    opts: Pick<HoldOptions, 'music' | 'musicVolume'>,
+    opts: Pick<HoldOptions, 'music'>,
     private readonly log: Logger,
   ) {
     this.#music = new HoldMusic(room, opts, log);
@@ -154,7 +117,7 @@ export class AssistHold implements Hold {
       }
     }
     if (!this.#held) return;
-    await this.#music.play(() => this.#held);
+    await this.#music.play();
   }
 
   async stop(): Promise<void> {

@@ -3,7 +3,7 @@
  * `entry` when the dispatch system sends the worker into a room.
  */
 import { type JobContext, type JobProcess, defineAgent, inference, voice } from '@livekit/agents';
-import { type AudioFrame, ParticipantKind, type RemoteParticipant, RpcError } from '@livekit/rtc-node';
+import { ParticipantKind, type RemoteParticipant, RpcError } from '@livekit/rtc-node';
 import { AgentDispatchClient, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type TransferStore, openTransferStore } from '../db/store.js';
@@ -14,9 +14,11 @@ import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
 import { FrontlineAgent, GREETING_INSTRUCTIONS, RECOVERED_INSTRUCTIONS, SPECIALIST_GREETING_INSTRUCTIONS, specialistInstructions } from './frontline.js';
 import { AssistHold, CallerHold, type Hold, withHoldWindow } from './hold.js';
-import { loadHoldMusic } from './hold-music.js';
+import { type HoldClip, loadHoldMusic } from './hold-music.js';
 import { parseJobOptions } from './job-options.js';
 import { settleHeap } from './job-process.js';
+import { favourCallThread } from './thread-priority.js';
+import { warmUpProcess } from './warm-up.js';
 import { closeSessionChannel } from './session-channel.js';
 import { StallProbe } from './stall-probe.js';
 import { type Logger, logger } from './log.js';
@@ -37,7 +39,8 @@ const RECORD_FLUSH_TIMEOUT_MS = 3_000;
 interface ProcessData extends Record<string, unknown> {
   vad?: inference.VAD;
   store?: Promise<TransferStore | undefined>;
-  holdMusic?: Promise<AudioFrame[]>;
+  holdMusic?: Promise<HoldClip>;
+  helperThreads?: ReturnType<typeof favourCallThread>;
 }
 
 async function openStore(log: Logger): Promise<TransferStore | undefined> {
@@ -53,16 +56,24 @@ async function openStore(log: Logger): Promise<TransferStore | undefined> {
 
 export default defineAgent({
   prewarm: async (proc: JobProcess<ProcessData>) => {
+    const config = loadConfig();
+    // The call thread goes first; everything else in this process may wait (agent/thread-priority.ts).
+    proc.userData.helperThreads = favourCallThread(config.worker.helperThreadNice);
     // Loading the VAD model and opening the database take a moment: do it while the process idles.
     proc.userData.vad = new inference.VAD();
     // The first summary request otherwise pays for loading the HTTP client and the schema mid-call.
-    prewarmSummarizer(loadConfig().summary.transport);
+    prewarmSummarizer(config.summary.transport);
     proc.userData.store = openStore(logger());
-    const holdMusic = loadHoldMusic(process.env.HOLD_MUSIC_FILE?.trim() || undefined);
+    const holdMusic = loadHoldMusic(config.transfer.holdMusicFile);
     holdMusic.catch((err: unknown) => logger().warn({ err }, 'could not decode the hold music; held callers will hear silence'));
     proc.userData.holdMusic = holdMusic;
+    // What a call would otherwise do for the first time while the caller listens (agent/warm-up.ts).
+    const warm = warmUpProcess({
+      buildModelClients: () => buildVoicePipeline(config, { textOnly: false, vad: proc.userData.vad }),
+      onError: (step, err) => logger().warn({ err, step }, 'prewarm step failed; the first call pays for it'),
+    });
     // Then collect what loading left behind, before a call arrives (see agent/job-process.ts).
-    void Promise.allSettled([proc.userData.store, holdMusic]).then(settleHeap);
+    void Promise.allSettled([proc.userData.store, holdMusic, warm]).then(settleHeap);
   },
   entry: async (ctx: JobContext<ProcessData>) => {
     // Audio frames flow through this loop: measure how long it is ever blocked, and report it.
@@ -275,6 +286,7 @@ export default defineAgent({
               }
             : {}),
           peakRssMb: Math.round(Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20),
+          helperThreadsLowered: ctx.proc.userData.helperThreads?.lowered() ?? 0,
           cpuUserMs: Math.round(process.cpuUsage().user / 1000),
         },
         'job stats',

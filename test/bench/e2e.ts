@@ -1,5 +1,6 @@
 /**
- * `npm run bench:e2e [-- --runs 20] [-- --calls 10] [-- --section latency|concurrency] [-- --json]`:
+ * `npm run bench:e2e [-- --runs 20] [-- --calls 10] [-- --section latency|concurrency] [-- --json]
+ * [-- --rounds 2 --compare-helper-nice]`:
  * end-to-end benchmarks against a real livekit-server and the real worker process, inside the test
  * network namespace.
  *
@@ -15,13 +16,19 @@
  *    each to its own console: how many complete, memory (worker, job processes, the whole process
  *    tree), CPU and who had it, and the largest event-loop stall inside the job processes (each job
  *    logs a `job stats` line at shutdown), split into time on a CPU, waiting for one, and blocked.
+ *    `--rounds` repeats it; `--compare-helper-nice` runs each round a second time with the job
+ *    processes' helper threads at the call thread's priority (JOB_HELPER_THREAD_NICE=0), to show
+ *    what agent/thread-priority.ts changes, side by side.
  *
  * Prints a table, or one JSON object with `--json`. A section that fails is reported and the other
  * still printed (exit code 1).
  */
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dispose } from '@livekit/rtc-node';
+import { type RemoteParticipant, type RemoteTrack, type RemoteTrackPublication, RoomEvent, dispose } from '@livekit/rtc-node';
+import { DEFAULT_VOLUME, HOLD_TRACK_NAME } from '../../agent/hold-music.js';
+import { type HeardMusic, TONE_AMPLITUDE, ToneListener, writeToneWav } from '../support/hold-listener.js';
 import { parseArgs } from 'node:util';
 import { type RunningLiveKitServer, startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import type { ReferenceConsole } from '../support/console.js';
@@ -41,6 +48,12 @@ const { values } = parseArgs({
     'worker-log': { type: 'string' },
     /** Run one section only: `latency` or `concurrency` (default: both). */
     section: { type: 'string' },
+    /**
+     * Concurrency rounds (default 1). With `--compare-helper-nice` each round runs twice, once as
+     * shipped and once with JOB_HELPER_THREAD_NICE=0, one after the other.
+     */
+    rounds: { type: 'string', default: '1' },
+    'compare-helper-nice': { type: 'boolean', default: false },
   },
 });
 const RUNS = positiveInt('--runs', values.runs);
@@ -49,6 +62,12 @@ if (!SECTIONS.every((x) => x === 'latency' || x === 'concurrency')) {
   throw new Error(`--section must be latency or concurrency, got ${values.section}`);
 }
 const CALLS = positiveInt('--calls', values.calls);
+const ROUNDS = positiveInt('--rounds', values.rounds);
+/** The concurrency variants: as shipped, and (to compare) the job processes' helper threads at the call thread's priority. */
+const VARIANTS: { name: string; env: Record<string, string> }[] = [
+  { name: 'asShipped', env: {} },
+  ...(values['compare-helper-nice'] ? [{ name: 'helperThreadNiceOff', env: { JOB_HELPER_THREAD_NICE: '0' } }] : []),
+];
 const WAIT_MS = 30_000;
 const GROQ_SPEED: Latency = { firstTokenMs: 250, tokensPerSec: 400 };
 /** Target from the issue: the Groq-speed median may be at most this much above the fast one. */
@@ -440,6 +459,8 @@ interface JobStats {
   loopDelayP99Ms: number;
   peakRssMb: number;
   cpuUserMs: number;
+  /** Threads the job process moved below its call thread's priority (agent/thread-priority.ts). */
+  helperThreadsLowered: number;
   /**
    * JOB_STALL_PROBE: the largest busy stall, how much of it the call thread was on a CPU, where
    * its time went, and the same for the largest stall while the caller was on hold.
@@ -460,6 +481,7 @@ function jobStatsOf(line: string): JobStats | undefined {
       loopDelayP99Ms: Number(r.loopDelayP99Ms),
       peakRssMb: Number(r.peakRssMb),
       cpuUserMs: Number(r.cpuUserMs),
+      helperThreadsLowered: Number(r.helperThreadsLowered ?? 0),
       probe: r.stallProbe as JobStats['probe'],
     };
   } catch {
@@ -472,6 +494,28 @@ interface CallResult {
   ok: boolean;
   totalMs?: number;
   error?: string;
+  /** What the caller heard of the hold music (a tone in this bench): how long, and the gaps in it. */
+  holdMusic?: HeardMusic;
+}
+
+/** The tone's level as the worker plays it (amplitude over the square root of two, at the music volume). */
+const PLAYED_TONE_RMS = (TONE_AMPLITUDE / Math.SQRT2) * DEFAULT_VOLUME;
+
+/** Start listening to the agent's hold music as soon as the caller is subscribed to it. */
+function listenToHold(caller: TestParticipant, agentIdentity: string): { stop: () => Promise<HeardMusic | undefined> } {
+  let listener: ToneListener | undefined;
+  const onTrack = (track: RemoteTrack, publication: RemoteTrackPublication, participant: RemoteParticipant) => {
+    if (participant.identity === agentIdentity && publication.name === HOLD_TRACK_NAME && !listener) listener = new ToneListener(track, PLAYED_TONE_RMS);
+  };
+  caller.room.on(RoomEvent.TrackSubscribed, onTrack);
+  return {
+    stop: async () => {
+      caller.room.off(RoomEvent.TrackSubscribed, onTrack);
+      if (!listener) return undefined;
+      await listener.stop();
+      return listener.heard();
+    },
+  };
 }
 
 /** Every caller asks for `desk<i>`; only console i has that skill, so each call reaches its own console. */
@@ -486,6 +530,7 @@ function perCallSkillResponder(): (req: ChatRequestInfo) => ChatStep {
 }
 
 async function oneConcurrentCall(rig: Rig, agentB: ReferenceConsole, caller: TestParticipant, agentIdentity: string, room: string, i: number): Promise<CallResult> {
+  const hold = listenToHold(caller, agentIdentity);
   try {
     await caller.say(`I want to ${TRANSFER_PHRASE} at desk${i}.`);
     await agentB.summaries.waitFor(() => true, WAIT_MS * 2, `the summary on console ${i}`);
@@ -495,9 +540,9 @@ async function oneConcurrentCall(rig: Rig, agentB: ReferenceConsole, caller: Tes
     // Zero-latency stand-in: the tool call leaves it when the request arrives.
     const toolCall = toolCallRequest(rig.groq.requests, `desk${i}.`);
     const callerJoined = agentB.events.items.find((e) => e.kind === 'caller-joined')!.at;
-    return { room, ok: true, totalMs: toolCall ? callerJoined - toolCall.at : undefined };
+    return { room, ok: true, totalMs: toolCall ? callerJoined - toolCall.at : undefined, holdMusic: await hold.stop() };
   } catch (err) {
-    return { room, ok: false, error: err instanceof Error ? err.message : String(err) };
+    return { room, ok: false, error: err instanceof Error ? err.message : String(err), holdMusic: await hold.stop() };
   }
 }
 
@@ -540,8 +585,13 @@ function watchdogStalls(records: Record<string, unknown>[], transfers: Map<numbe
   return byPid;
 }
 
-async function benchConcurrency(server: RunningLiveKitServer) {
+async function benchConcurrency(server: RunningLiveKitServer, variantEnv: Record<string, string> = {}, logName = 'concurrency') {
+  // The hold music is a steady tone, so each caller can tell every gap in what it hears.
+  const tone = join(mkdtempSync(join(tmpdir(), 'wt-bench-tone-')), 'tone.wav');
+  writeToneWav(tone);
   const rig = await startRig(server, {
+    HOLD_MUSIC_FILE: tone,
+    ...variantEnv,
     // One warm process per call, so the calls do not wait for processes to start.
     WORKER_IDLE_PROCESSES: String(CALLS),
     // Ten calls on two cores: offers and joins take longer than the tests' short timeouts allow.
@@ -614,10 +664,12 @@ async function benchConcurrency(server: RunningLiveKitServer) {
         completed: r.ok,
         ...(r.error ? { error: r.error } : {}),
         toolCallToAgentBMs: r.totalMs,
+        holdMusic: r.holdMusic,
         pid: s?.pid,
         peakRssMb: s?.peakRssMb,
         cpuUserMsLifetime: s?.cpuUserMs,
         cpuMsDuringRun: s ? sampler.cpuMs(s.pid) : undefined,
+        helperThreadsLowered: s?.helperThreadsLowered,
         loopDelayMaxMs: s?.loopDelayMaxMs,
         loopDelayP99Ms: s?.loopDelayP99Ms,
         probe: s?.probe,
@@ -652,6 +704,13 @@ async function benchConcurrency(server: RunningLiveKitServer) {
       // While the caller was on hold (music playing: audio flowing), the transfer at work.
       maxJobOnHoldStallMs: Math.max(0, ...withStats.map((j) => j.probe?.onHold?.maxStallMs ?? 0)),
       largestJobOnHoldStall: largestOf((j) => j.probe?.onHold?.largestStall),
+      // What the callers heard of the hold music (a tone): music time, and the gaps in it.
+      holdMusic: {
+        callsHeard: results.filter((r) => (r.holdMusic?.heardMs ?? 0) > 0).length,
+        heardMs: results.reduce((n, r) => n + (r.holdMusic?.heardMs ?? 0), 0),
+        gapMs: results.reduce((n, r) => n + (r.holdMusic?.gapMs ?? 0), 0),
+        longestGapMs: Math.max(0, ...results.map((r) => r.holdMusic?.longestGapMs ?? 0)),
+      },
       peakTreeRssMb: round(sampler.peakTreeRssKb / 1024),
       treeCpuMsDuringRun: [...sampler.pids.keys()].reduce((n, pid) => n + (sampler.cpuMs(pid) ?? 0), 0),
       // Who had the two cores while the transfers ran: the worker's tree, this process (callers,
@@ -679,7 +738,7 @@ async function benchConcurrency(server: RunningLiveKitServer) {
     };
   } finally {
     sampler.stop();
-    saveWorkerLog(rig, 'concurrency');
+    saveWorkerLog(rig, logName);
     await rig.close();
   }
 }
@@ -699,24 +758,60 @@ const server = await startLiveKitServer({
 });
 /** A section that failed is reported as such; the other's figures are still printed. */
 const failed: Record<string, string> = {};
-async function section<T>(name: string, run: () => Promise<T>): Promise<T | undefined> {
+async function section<T>(name: string, run: () => Promise<T>, label = name): Promise<T | undefined> {
   if (!SECTIONS.includes(name)) return undefined;
   try {
     return await run();
   } catch (err) {
-    failed[name] = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    failed[label] = err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.exitCode = 1;
     return undefined;
   }
 }
 let latency: Awaited<ReturnType<typeof benchLatency>> | undefined;
-let concurrency: Awaited<ReturnType<typeof benchConcurrency>> | undefined;
+type ConcurrencyResult = Awaited<ReturnType<typeof benchConcurrency>>;
+let concurrency: ConcurrencyResult | undefined;
+/** Every concurrency round, by variant (rounds of the variants alternate, so drift falls on all alike). */
+const concurrencyRounds: Record<string, ConcurrencyResult[]> = {};
 try {
   latency = await section('latency', () => benchLatency(server));
-  concurrency = await section('concurrency', () => withDeadline(benchConcurrency(server), 10 * 60_000, 'the concurrency bench'));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const variant of VARIANTS) {
+      const what = `the concurrency bench (${variant.name}, round ${round})`;
+      const logName = VARIANTS.length > 1 || ROUNDS > 1 ? `concurrency-${variant.name}-${round}` : 'concurrency';
+      const result = await section('concurrency', () => withDeadline(benchConcurrency(server, variant.env, logName), 10 * 60_000, what), what);
+      if (result) (concurrencyRounds[variant.name] ??= []).push(result);
+      progress(`${what}: ${result ? `largest job stall ${result.maxJobStallMs} ms, ${result.completed}/${result.calls} completed` : 'FAILED'}`);
+    }
+  }
+  concurrency = concurrencyRounds.asShipped?.[0];
 } finally {
   await server.stop();
 }
+
+/** Medians over the rounds of one variant: the figures to compare. */
+function roundsSummary(results: ConcurrencyResult[]) {
+  const m = (pick: (r: ConcurrencyResult) => number | undefined) => round(median(results.map(pick).filter((x): x is number => x !== undefined)), 1);
+  return {
+    rounds: results.length,
+    completed: results.map((r) => `${r.completed}/${r.calls}`),
+    maxJobStallMs: m((r) => r.maxJobStallMs),
+    medianJobStallMs: m((r) => r.medianJobStallMs),
+    largestStallRunQueueMs: m((r) => r.largestJobStall?.runQueueMs),
+    largestStallBlockedMs: m((r) => r.largestJobStall?.blockedMs),
+    maxJobOnCpuStallMs: m((r) => r.maxJobOnCpuStallMs),
+    transfersMs: m((r) => r.transfersMs),
+    toolCallToAgentBP50Ms: m((r) => median(r.jobs.flatMap((j) => (j.toolCallToAgentBMs === undefined ? [] : [j.toolCallToAgentBMs])))),
+    maxJobStallsMs: results.map((r) => r.maxJobStallMs),
+    holdMusicGapMs: results.map((r) => r.holdMusic.gapMs),
+    holdMusicHeardMs: results.map((r) => r.holdMusic.heardMs),
+    helperThreadsLoweredPerJob: m((r) => median(r.jobs.flatMap((j) => (j.helperThreadsLowered === undefined ? [] : [j.helperThreadsLowered])))),
+  };
+}
+const comparison =
+  Object.keys(concurrencyRounds).length > 1 || ROUNDS > 1
+    ? Object.fromEntries(Object.entries(concurrencyRounds).map(([name, results]) => [name, roundsSummary(results)]))
+    : undefined;
 
 function breakdown(b: StallBreakdown | undefined): string {
   return b ? `${b.onCpuMs} / ${b.runQueueMs} / ${b.blockedMs} ms` : '-';
@@ -773,23 +868,49 @@ function concurrencyTable(c: NonNullable<typeof concurrency>): string[] {
     `| stall probe in the jobs: largest busy stall / of it the call thread on a CPU / the same without GC | ${c.maxJobBusyStallMs} / ${c.maxJobOnCpuStallMs} / ${c.maxJobOnCpuStallExGcMs} ms |`,
     `| the largest of them: on a CPU / waiting in the run queue for a CPU / blocked | ${breakdown(c.largestJobStall)} |`,
     `| largest busy stall while a caller was on hold (music playing), and the same split | ${c.maxJobOnHoldStallMs} ms; ${breakdown(c.largestJobOnHoldStall)} |`,
+    `| hold music the callers heard (a tone): calls / music time / gaps in it / longest gap | ${c.holdMusic.callsHeard} / ${c.holdMusic.heardMs} ms / ${c.holdMusic.gapMs} ms / ${c.holdMusic.longestGapMs} ms |`,
     `| runtime watchdog, largest stall in a job: blocking code / host did not run the process | ${c.watchdogMaxCodeStallMs} / ${c.watchdogMaxHostStallMs} ms |`,
     `| the same, only while the transfer ran (requested to ended) | ${c.watchdogInTransferCodeStallMs} / ${c.watchdogInTransferHostStallMs} ms |`,
     '',
-    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | probe busy / on CPU ms | on hold: busy / on CPU / run queue ms | watchdog code / host ms | in transfer |`,
-    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
+    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | probe busy / on CPU ms | on hold: busy / on CPU / run queue ms | watchdog code / host ms | in transfer | hold music heard / gaps ms |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
   );
   for (const j of c.jobs) {
-    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.probe?.onHold?.largestStall ? `${j.probe.onHold.largestStall.ms} / ${j.probe.onHold.largestStall.onCpuMs} / ${j.probe.onHold.largestStall.runQueueMs}` : '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} |`);
+    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.probe?.onHold?.largestStall ? `${j.probe.onHold.largestStall.ms} / ${j.probe.onHold.largestStall.onCpuMs} / ${j.probe.onHold.largestStall.runQueueMs}` : '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} | ${j.holdMusic ? `${j.holdMusic.heardMs} / ${j.holdMusic.gapMs}` : '-'} |`);
   }
   out.push('', c.note);
   return out;
 }
 
+function comparisonTable(c: NonNullable<typeof comparison>): string[] {
+  const out = [
+    '',
+    `Concurrency, medians over rounds (${ROUNDS} each; the variants ran one after the other in each round)`,
+    '',
+    '| variant | completed | largest job stall | median job stall | largest: run queue / blocked | largest on-CPU stall | transfers done | tool call -> Agent B p50 | largest stall by round | hold music gaps / heard, by round |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const [name, v] of Object.entries(c)) {
+    out.push(
+      `| ${name} | ${v.completed.join(', ')} | ${v.maxJobStallMs} ms | ${v.medianJobStallMs} ms | ${v.largestStallRunQueueMs} / ${v.largestStallBlockedMs} ms | ${v.maxJobOnCpuStallMs} ms | ${v.transfersMs} ms | ${v.toolCallToAgentBP50Ms} ms | ${v.maxJobStallsMs.join(', ')} | ${v.holdMusicGapMs.map((g, i) => `${g} / ${v.holdMusicHeardMs[i]} ms`).join(', ')} |`,
+    );
+  }
+  const shipped = c.asShipped;
+  const off = c.helperThreadNiceOff;
+  if (shipped && off) out.push('', `Largest job stall, helper threads at the call thread's priority / as shipped: ${round(off.maxJobStallMs / shipped.maxJobStallMs, 2)}x`);
+  return out;
+}
+
 if (values.json) {
-  process.stdout.write(`${JSON.stringify({ latency, concurrency, ...(Object.keys(failed).length > 0 ? { failed } : {}) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ latency, concurrency, ...(comparison ? { concurrencyCompared: comparison } : {}), ...(Object.keys(failed).length > 0 ? { failed } : {}) })}\n`,
+  );
 } else {
-  const out = [...(latency ? latencyTable(latency) : []), ...(concurrency ? concurrencyTable(concurrency) : [])];
+  const out = [
+    ...(latency ? latencyTable(latency) : []),
+    ...(concurrency ? concurrencyTable(concurrency) : []),
+    ...(comparison ? comparisonTable(comparison) : []),
+  ];
   for (const [name, why] of Object.entries(failed)) out.push('', `The ${name} section FAILED: ${why}`);
   process.stdout.write(`${out.join('\n')}\n`);
 }

@@ -1,17 +1,17 @@
 /**
  * `npm run bench:hold [-- --rounds 3] [-- --json]`: what a held caller costs the job process in
  * CPU. One agent participant in a room on a real livekit-server, measured in turns (the same
- * order each round, so slow drift of this shared machine falls on all alike): connected and idle,
- * then playing the hold music as a hold does (agent/hold.ts `HoldMusic`: decoded frames looped
- * through the agents BackgroundAudioPlayer). Per second of wall time: the main (JS) thread's CPU,
- * from /proc/thread-self/schedstat, and the whole process's (libwebrtc encodes in its own
+ * order each round, so slow drift of this shared machine falls on all alike): connected and idle;
+ * playing the hold music as a hold does (agent/hold-music.ts `HoldMusic`); and the same music
+ * through the agents BackgroundAudioPlayer (100 ms frames, mixer, volume per frame), which the
+ * worker used before and a stock agents app uses. Per second of wall time: the main (JS) thread's
+ * CPU, from /proc/thread-self/schedstat, and the whole process's (libwebrtc encodes in its own
  * threads). Medians over the rounds.
  */
 import { parseArgs } from 'node:util';
-import { initializeLogger } from '@livekit/agents';
-import { Room, dispose } from '@livekit/rtc-node';
-import { HoldMusic } from '../../agent/hold.js';
-import { loadHoldMusic } from '../../agent/hold-music.js';
+import { initializeLogger, voice } from '@livekit/agents';
+import { AudioFrame, Room, dispose } from '@livekit/rtc-node';
+import { DEFAULT_VOLUME, type HoldClip, HoldMusic, loadHoldMusic } from '../../agent/hold-music.js';
 import { logger } from '../../agent/log.js';
 import { threadCpuClock } from '../../agent/stall-probe.js';
 import { mintRoomToken } from '../../agent/tokens.js';
@@ -47,10 +47,25 @@ async function cpuPerSecond(seconds: number): Promise<Cost> {
 }
 
 const server = await startLiveKitServer({ bindAddress: '127.0.0.1', nodeIp: process.env.WT_TEST_NODE_IP, httpPort: 7930, rtcTcpPort: 7931, rtcUdpPort: 7932 });
+/** The music (loaded at volume 1: the player scales it) as the agents' own file decoder yields it: 100 ms frames, looped. */
+async function* frames100ms(clip: HoldClip): AsyncGenerator<AudioFrame> {
+  const step = (clip.sampleRate / 10) * clip.channels;
+  for (;;) {
+    for (const chunk of clip.chunks) {
+      for (let start = 0; start < chunk.data.length; start += step) {
+        const data = chunk.data.slice(start, Math.min(start + step, chunk.data.length));
+        yield new AudioFrame(data, clip.sampleRate, clip.channels, data.length / clip.channels);
+      }
+    }
+  }
+}
+
 const idle: Cost[] = [];
 const held: Cost[] = [];
+const heldAgentsPlayer: Cost[] = [];
 try {
   const frames = await loadHoldMusic();
+  const unscaled = await loadHoldMusic(undefined, 1);
   const { token } = await mintRoomToken({ apiKey: server.apiKey, apiSecret: server.apiSecret, room: 'hold-cost', identity: 'agent-hold', kind: 'agent', ttlSeconds: 600 });
   const room = new Room();
   await room.connect(server.url, token, { autoSubscribe: false, dynacast: false });
@@ -59,9 +74,16 @@ try {
     idle.push(await cpuPerSecond(SECONDS));
 
     const music = new HoldMusic(room, { music: async () => frames }, logger());
-    await music.play(() => true);
+    await music.play();
     held.push(await cpuPerSecond(SECONDS));
     await music.stop();
+
+    const player = new voice.BackgroundAudioPlayer();
+    await player.start({ room });
+    const handle = player.play({ source: frames100ms(unscaled), volume: DEFAULT_VOLUME }, false);
+    heldAgentsPlayer.push(await cpuPerSecond(SECONDS));
+    handle.stop();
+    await player.close();
   }
   await room.disconnect();
 } finally {
@@ -75,6 +97,7 @@ const result = {
   secondsEach: SECONDS,
   idle: summary(idle),
   holdMusic: summary(held),
+  agentsBackgroundAudioPlayer: summary(heldAgentsPlayer),
 };
 if (values.json) {
   process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -87,10 +110,13 @@ if (values.json) {
       '| state | main thread ms/s | whole process ms/s |',
       '| --- | --- | --- |',
       `| connected, idle | ${result.idle.mainMsPerS} | ${result.idle.processMsPerS} |`,
-      `| playing hold music | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
+      `| playing hold music (HoldMusic) | ${result.holdMusic.mainMsPerS} | ${result.holdMusic.processMsPerS} |`,
+      `| the same music through the agents BackgroundAudioPlayer | ${result.agentsBackgroundAudioPlayer.mainMsPerS} | ${result.agentsBackgroundAudioPlayer.processMsPerS} |`,
       '',
       `A held caller costs about ${round1(result.holdMusic.processMsPerS - result.idle.processMsPerS)} ms of CPU per second more ` +
-        `(${round1((result.holdMusic.processMsPerS - result.idle.processMsPerS) / 10)}% of a core).`,
+        `(${round1((result.holdMusic.processMsPerS - result.idle.processMsPerS) / 10)}% of a core); on the call thread ` +
+        `${round1(result.holdMusic.mainMsPerS - result.idle.mainMsPerS)} ms/s, against ` +
+        `${round1(result.agentsBackgroundAudioPlayer.mainMsPerS - result.idle.mainMsPerS)} ms/s through the BackgroundAudioPlayer.`,
       '',
     ].join('\n'),
   );

@@ -12,8 +12,7 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { RoomEvent } from '@livekit/rtc-node';
 import { afterEach, expect, inject, it } from 'vitest';
-import { HoldMusic } from '../../agent/hold.js';
-import { loadHoldMusic } from '../../agent/hold-music.js';
+import { HoldMusic, loadHoldMusic } from '../../agent/hold-music.js';
 import { logger } from '../../agent/log.js';
 import { TestParticipant, uniqueRoom } from '../support/participants.js';
 import { nextEvent } from '../support/wait.js';
@@ -47,7 +46,7 @@ it('connecting, publishing and subscribing to audio sends no native log events t
     const player = await TestParticipant.join(server, room, 'player');
     people.push(player);
     const music = new HoldMusic(player.room, { music: () => loadHoldMusic() }, logger());
-    await music.play(() => true);
+    await music.play();
     await subscribed;
     await music.stop();
   } finally {

@@ -2,7 +2,7 @@
  * Warm transfer to a human at a WebRTC console, end to end against the real open-source server:
  * the worker process, a real caller, real reference consoles in the desk, a real record database.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RPC, RPC_ERROR } from '../../agent/contract.js';
 import { JOB_PROCESS_FLAGS } from '../../agent/job-process.js';
@@ -12,6 +12,20 @@ import { eventually } from '../support/wait.js';
 
 const server = inject('livekit');
 let rig: Rig;
+
+/** Each thread's nice value (field 19 of its stat), by thread id; threads that end meanwhile are left out. */
+function threadNices(pid: number): Map<number, number> {
+  const nices = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      nices.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // gone
+    }
+  }
+  return nices;
+}
 
 beforeAll(async () => {
   rig = await startRig(server);
@@ -39,6 +53,17 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
     expect(offered.offer.consult.room).not.toBe(room);
 
     await agentB.inConsultRoom(20_000, transferId);
+    // Two rooms connected and music playing: the call thread still goes first, every other thread
+    // of the job process (libwebrtc's, the FFI's, V8's helpers, worker threads) runs at nice 10.
+    const jobPid = Number(started?.pid);
+    const nices = await eventually(
+      () => {
+        const t = threadNices(jobPid);
+        return [...t].every(([tid, nice]) => nice === (tid === jobPid ? 0 : 10)) ? t : undefined;
+      },
+      { timeoutMs: 5_000, what: "the job's helper threads at nice 10 and its call thread at 0" },
+    );
+    expect(nices.size).toBeGreaterThan(10);
     const summary = await agentB.summaries.waitFor(() => true, 20_000, 'the summary on the console');
     expect(summary.value.source).toBe('llm');
     expect(summary.value.summary).toMatchObject({ intent: expect.stringContaining('4471') });
