@@ -267,7 +267,7 @@ export const CONFIG_VARS = {
   helperThreadNice: {
     name: 'JOB_HELPER_THREAD_NICE',
     description:
-      "Nice value for every thread of a job process but its JavaScript one (V8's compiler and GC helpers, the database and Groq worker threads, libwebrtc's and the FFI's threads), so the thread carrying the call goes first when CPU runs short; 0 leaves them at the process's own. Linux only; needs no privilege. See agent/thread-priority.ts for why 10 and not 19.",
+      "Nice value for the threads Node.js runs beside a call process's JavaScript thread (V8's compiler and GC helpers, libuv's pool, the database and Groq worker threads), so the thread carrying the call goes first when CPU runs short; libwebrtc's audio threads keep their priority. 0 leaves them at the process's own. Linux only; needs no privilege. See agent/thread-priority.ts for why 10 and not 19.",
     expected: 'a whole number from 0 to 19',
     defaultText: '10',
     parse: (raw) => integer(raw, 10, 0, 19),

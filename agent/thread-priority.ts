@@ -1,33 +1,47 @@
 /**
- * The call thread first: every other thread of a job process runs at a lower priority.
+ * The call thread before Node's helpers: in a job process, the threads Node.js runs beside the
+ * JavaScript thread get a lower priority.
  *
- * A job process's JavaScript thread carries the call: audio frames, the agent, the transfer. Its
- * other threads do work that can wait a few milliseconds: V8's compiler and garbage-collection
- * helpers, the database and Groq worker threads, libuv's pool, and libwebrtc's and the FFI's own
- * threads (codecs, network, signalling). When a host runs short of CPU, as when ten transfers
- * start at once on two cores, Linux shares it between all runnable threads alike, and the call
- * thread waited in the run queue for most of a second at a time (`npm run bench:e2e`; the stall
- * probe's schedstat split shows it). With the others a few nice levels down, the call thread goes
- * first, and they still get every cycle it leaves.
+ * A job process's JavaScript thread carries the call: the agent, the transfer, the frames it hands
+ * to the audio source. Node's own helper threads do work that can wait: V8's compiler and garbage
+ * collection helpers, libuv's pool, and the worker threads (the record database, Groq requests).
+ * When a host runs short of CPU, as when ten transfers start at once on two cores, Linux shares it
+ * between all runnable threads alike, and at transfer time V8's helpers compile the transfer's code
+ * in every call at once: the call thread waited in the run queue for most of a second at a time
+ * (`npm run bench:e2e`; the stall probe's schedstat split shows it). With the helpers a few nice
+ * levels down, the call thread goes first, and they still get every cycle it leaves.
+ *
+ * The native threads (libwebrtc's, the FFI's) keep their priority: they carry the audio after the
+ * call thread has handed it over (the source's 10 ms clock, the encoder, the network). Lowering
+ * them too made the stalls a little shorter, but the callers of that bench heard gaps of up to
+ * 240 ms in their hold music while the call thread was never stalled longer than its queue.
  *
  * Why not all the way down: the call thread sometimes waits on a helper (V8 joins its parallel
- * garbage collectors, some FFI requests wait for a libwebrtc thread). At nice 19 those helpers
- * starved and the call thread sat blocked instead; 10 kept that at zero in the same bench.
+ * garbage collectors). At nice 19 it sat blocked on starved helpers instead of waiting to run;
+ * 10 kept that at zero in the same bench.
  *
  * Lowering a thread's own priority needs no privilege (Linux keeps nice values per thread). New
  * threads take their creator's value, so threads that helpers start are covered at once; those the
- * call thread starts (a room's first connection, a worker thread) are caught by the next sweep.
- * Elsewhere than Linux (no /proc/self/task) this does nothing.
+ * call thread starts (a worker thread) are caught by the next sweep. Elsewhere than Linux (no
+ * /proc/self/task) this does nothing.
  */
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
 /** How often new threads are looked for: they appear when rooms connect and tracks are published. */
 export const SWEEP_INTERVAL_MS = 1_000;
 
 /**
- * Lower every thread of this process but the main (JavaScript) one to at least `nice`. Returns how
- * many it lowered this time. Threads already at `nice` or below in priority are left alone.
+ * Node's own threads by name: Node 20 leaves them all "node" (the main thread too); newer releases
+ * name libuv's "libuv-worker" and V8's "V8 ..." threads. Native libraries name theirs
+ * (network_thread, AudioEncoder, tokio-rt-worker, ...).
+ */
+export const NODE_HELPER_THREAD = /^(node|libuv|V8)/;
+
+/**
+ * Lower Node's helper threads in this process (all its threads named like NODE_HELPER_THREAD but
+ * the main one) to at least `nice`. Returns how many it lowered this time. Threads already at
+ * `nice` or below in priority are left alone.
  */
 export function lowerHelperThreads(nice: number): number {
   let tids: string[];
@@ -42,6 +56,7 @@ export function lowerHelperThreads(nice: number): number {
     // The main thread's id is the process id.
     if (tid === process.pid || !Number.isInteger(tid)) continue;
     try {
+      if (!NODE_HELPER_THREAD.test(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8'))) continue;
       if (getPriority(tid) < nice) {
         setPriority(tid, nice);
         lowered += 1;
@@ -54,7 +69,7 @@ export function lowerHelperThreads(nice: number): number {
 }
 
 /**
- * Keep this process's helper threads at `nice` from now on: once now, then every
+ * Keep this process's Node helper threads at `nice` from now on: once now, then every
  * SWEEP_INTERVAL_MS (the timer never keeps the process alive). `nice` 0 turns it off.
  * Returns a function that stops the sweeps, and how many threads each sweep has lowered so far.
  */

@@ -13,13 +13,14 @@ import { eventually } from '../support/wait.js';
 const server = inject('livekit');
 let rig: Rig;
 
-/** Each thread's nice value (field 19 of its stat), by thread id; threads that end meanwhile are left out. */
-function threadNices(pid: number): Map<number, number> {
-  const nices = new Map<number, number>();
+/** Each thread's name and nice value (field 19 of its stat), by thread id; threads that end meanwhile are left out. */
+function threadNices(pid: number): Map<number, { name: string; nice: number }> {
+  const nices = new Map<number, { name: string; nice: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      nices.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      nices.set(Number(tid), { name, nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) });
     } catch {
       // gone
     }
@@ -53,17 +54,20 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
     expect(offered.offer.consult.room).not.toBe(room);
 
     await agentB.inConsultRoom(20_000, transferId);
-    // Two rooms connected and music playing: the call thread still goes first, every other thread
-    // of the job process (libwebrtc's, the FFI's, V8's helpers, worker threads) runs at nice 10.
+    // Two rooms connected and music playing: the call thread goes first. Node's helper threads
+    // (V8's, libuv's, the worker threads) run at nice 10; the native audio threads keep nice 0.
     const jobPid = Number(started?.pid);
-    const nices = await eventually(
+    const threads = await eventually(
       () => {
         const t = threadNices(jobPid);
-        return [...t].every(([tid, nice]) => nice === (tid === jobPid ? 0 : 10)) ? t : undefined;
+        const expected = (tid: number, name: string) => (tid !== jobPid && name === 'node' ? 10 : 0);
+        return [...t].every(([tid, { name, nice }]) => nice === expected(tid, name)) ? t : undefined;
       },
-      { timeoutMs: 5_000, what: "the job's helper threads at nice 10 and its call thread at 0" },
+      { timeoutMs: 5_000, what: "the job's Node helper threads at nice 10, its call thread and native threads at 0" },
     );
-    expect(nices.size).toBeGreaterThan(10);
+    const names = [...threads.values()].map((t) => t.name);
+    expect(names.filter((n) => n === 'node').length).toBeGreaterThan(5);
+    for (const audioThread of ['AudioEncoder', 'AudioSourceCapt', 'network_thread']) expect(names.some((n) => n.startsWith(audioThread))).toBe(true);
     const summary = await agentB.summaries.waitFor(() => true, 20_000, 'the summary on the console');
     expect(summary.value.source).toBe('llm');
     expect(summary.value.summary).toMatchObject({ intent: expect.stringContaining('4471') });

@@ -1,7 +1,8 @@
 /**
  * agent/thread-priority.ts, in a child process of its own (a test runner's own threads must not be
- * lowered): its helper threads go to the given nice value, its main thread stays where it was, and
- * a thread started later is caught by a sweep.
+ * lowered): Node's helper threads go to the given nice value, the main thread and the native
+ * library's threads (here @livekit/rtc-node's, started by creating an audio source) stay where
+ * they were, and a thread started later is caught by a sweep.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -13,12 +14,16 @@ const moduleUrl = new URL('../../agent/thread-priority.ts', import.meta.url).hre
 const CHILD = `
 import { readdirSync, readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { AudioSource, dispose } from '@livekit/rtc-node';
 const { favourCallThread, lowerHelperThreads, SWEEP_INTERVAL_MS } = await import(${JSON.stringify(moduleUrl)});
 const niceOf = (tid) => {
   const stat = readFileSync('/proc/self/task/' + tid + '/stat', 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
 };
 const threads = () => readdirSync('/proc/self/task').map(Number).filter((t) => t !== process.pid);
+const nameOf = (tid) => readFileSync('/proc/self/task/' + tid + '/comm', 'utf8').trim();
+// The native library starts its own threads (an async runtime, and more) when first used.
+const source = new AudioSource(48000, 1);
 const idleWorker = () => new Promise((resolve) => {
   const w = new Worker('setInterval(() => {}, 1000); import("node:worker_threads").then((m) => m.parentPort.postMessage("up"));', { eval: true });
   w.once('message', () => resolve(w));
@@ -27,25 +32,31 @@ const idleWorker = () => new Promise((resolve) => {
 const first = await idleWorker();
 const before = threads();
 const lowered = lowerHelperThreads(7);
-const afterLowering = { main: niceOf(process.pid), helpers: before.map(niceOf) };
+const isNode = (tid) => nameOf(tid) === 'node';
+const afterLowering = {
+  main: niceOf(process.pid),
+  helpers: before.filter(isNode).map(niceOf),
+  native: before.filter((t) => !isNode(t)).map((t) => [nameOf(t), niceOf(t)]),
+};
 const again = lowerHelperThreads(7);
 
 // A thread the main thread starts afterwards begins at the main thread's value, until a sweep.
 const sweeps = favourCallThread(9);
 const startedAt = Date.now();
 const second = await idleWorker();
-const newcomers = threads().filter((t) => !before.includes(t));
+const newcomers = threads().filter((t) => !before.includes(t) && isNode(t));
 const atStart = newcomers.map(niceOf);
 while (newcomers.some((t) => niceOf(t) < 9) && Date.now() - startedAt < SWEEP_INTERVAL_MS * 5) await new Promise((r) => setTimeout(r, 50));
 console.log(JSON.stringify({
   lowered, again, afterLowering, atStart, newcomersLater: newcomers.map(niceOf), mainAtEnd: niceOf(process.pid), sweptLowered: sweeps.lowered(),
 }));
 sweeps.stop();
-await Promise.all([first.terminate(), second.terminate()]);
+await Promise.all([first.terminate(), second.terminate(), source.close()]);
+await dispose();
 `;
 
 describe('favouring the call thread', () => {
-  it.runIf(process.platform === 'linux')('lowers every thread but the main one, once; a sweep catches threads started later', () => {
+  it.runIf(process.platform === 'linux')("lowers Node's helper threads, not the main one nor native ones, once; a sweep catches threads started later", () => {
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
       encoding: 'utf8',
       cwd: fileURLToPath(new URL('../..', import.meta.url)),
@@ -53,7 +64,7 @@ describe('favouring the call thread', () => {
     const r = JSON.parse(out.trim().split('\n').pop()!) as {
       lowered: number;
       again: number;
-      afterLowering: { main: number; helpers: number[] };
+      afterLowering: { main: number; helpers: number[]; native: [string, number][] };
       atStart: number[];
       newcomersLater: number[];
       mainAtEnd: number;
@@ -64,6 +75,9 @@ describe('favouring the call thread', () => {
     expect(r.lowered).toBe(r.afterLowering.helpers.length);
     expect(r.afterLowering.helpers.every((n) => n === 7)).toBe(true);
     expect(r.afterLowering.main).toBe(0);
+    // The native library's threads carry audio: left at the process's own priority.
+    expect(r.afterLowering.native.length).toBeGreaterThan(0);
+    expect(r.afterLowering.native.every(([, nice]) => nice === 0)).toBe(true);
     expect(r.again).toBe(0); // already there: nothing to do
     // The later worker was started by the main thread (nice 0) and then swept to 9, like the rest.
     expect(r.atStart.length).toBeGreaterThan(0);
