@@ -20,9 +20,11 @@
  * garbage collectors). At nice 19 it sat blocked on starved helpers instead of waiting to run;
  * 10 kept that at zero in the same bench.
  *
- * Lowering a thread's own priority needs no privilege (Linux keeps nice values per thread). New
- * threads take their creator's value, so threads that helpers start are covered at once; those the
- * call thread starts (a worker thread) are caught by the next sweep. Elsewhere than Linux (no
+ * Lowering a thread's own priority needs no privilege (Linux keeps nice values per thread), and
+ * cannot be undone without it. New threads take their creator's value, so threads that helpers
+ * start are covered at once; those the call thread starts (a worker thread) are caught by the next
+ * sweep. (A native thread the call thread starts is named "node" until it names itself, a matter
+ * of microseconds: a sweep could catch it then, and lower it for good.) Elsewhere than Linux (no
  * /proc/self/task) this does nothing.
  */
 import { readFileSync, readdirSync } from 'node:fs';
@@ -41,26 +43,28 @@ export const NODE_HELPER_THREAD = /^(node|libuv|V8)/;
 /**
  * Lower Node's helper threads in this process (all its threads named like NODE_HELPER_THREAD but
  * the main one) to at least `nice`. Returns how many it lowered this time. Threads already at
- * `nice` or below in priority are left alone.
+ * `nice` or below in priority are left alone. Threads in `done` are skipped, and every thread
+ * looked at is added to it (those that have ended are dropped), so that a sweep of a process
+ * whose threads have not changed costs one directory listing.
  */
-export function lowerHelperThreads(nice: number): number {
-  let tids: string[];
+export function lowerHelperThreads(nice: number, done: Set<number> = new Set()): number {
+  let listed: Set<number>;
   try {
-    tids = readdirSync('/proc/self/task');
+    listed = new Set(readdirSync('/proc/self/task').map(Number));
   } catch {
     return 0;
   }
+  for (const tid of done) if (!listed.has(tid)) done.delete(tid);
   let lowered = 0;
-  for (const entry of tids) {
-    const tid = Number(entry);
+  for (const tid of listed) {
     // The main thread's id is the process id.
-    if (tid === process.pid || !Number.isInteger(tid)) continue;
+    if (tid === process.pid || !Number.isInteger(tid) || done.has(tid)) continue;
     try {
-      if (!NODE_HELPER_THREAD.test(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8'))) continue;
-      if (getPriority(tid) < nice) {
+      if (NODE_HELPER_THREAD.test(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8')) && getPriority(tid) < nice) {
         setPriority(tid, nice);
         lowered += 1;
       }
+      done.add(tid);
     } catch {
       // The thread ended between the listing and now.
     }
@@ -75,8 +79,9 @@ export function lowerHelperThreads(nice: number): number {
  */
 export function favourCallThread(nice: number): { stop: () => void; lowered: () => number } {
   if (nice <= 0) return { stop: () => undefined, lowered: () => 0 };
-  let lowered = lowerHelperThreads(nice);
-  const timer = setInterval(() => (lowered += lowerHelperThreads(nice)), SWEEP_INTERVAL_MS);
+  const done = new Set<number>();
+  let lowered = lowerHelperThreads(nice, done);
+  const timer = setInterval(() => (lowered += lowerHelperThreads(nice, done)), SWEEP_INTERVAL_MS);
   timer.unref();
   return { stop: () => clearInterval(timer), lowered: () => lowered };
 }
