@@ -77,6 +77,7 @@ ${transcriptText}
 export class Briefing {
   readonly room = new Room();
   #session: voice.AgentSession | undefined;
+  #agent: voice.Agent | undefined;
   #decide!: (d: BriefingDecision) => void;
   readonly decision: Promise<BriefingDecision>;
   #agentBArrived!: () => void;
@@ -125,9 +126,27 @@ export class Briefing {
     this.opts.spokenBrief = spokenBrief;
   }
 
+  /**
+   * A newer summary arrived after the briefing started (the model's, after the fallback went out):
+   * it replaces the one on Agent B's screen (a second message on the summary topic), and the
+   * briefing agent answers questions from it. The brief is not spoken again.
+   */
+  async replaceSummary(message: SummaryMessage, spokenBrief: string): Promise<void> {
+    this.useSummary(message, spokenBrief);
+    if (!this.#session || !this.room.isConnected) return;
+    await this.#agent?.updateInstructions(briefingInstructions(JSON.stringify(message.summary, null, 1), this.opts.transcriptText));
+    await this.#sendSummary();
+  }
+
+  async #sendSummary(): Promise<void> {
+    await this.room.localParticipant!.sendText(JSON.stringify(this.opts.summaryMessage), {
+      topic: TOPIC.summary,
+      destinationIdentities: [this.opts.agentBIdentity, ...(this.opts.observers ?? [])],
+    });
+  }
+
   /** Agent B is in: start the briefing agent, send the summary to their screen, speak the brief. */
   async start(): Promise<void> {
-    const local = this.room.localParticipant!;
     const decide = (d: BriefingDecision) => this.#decide(d);
     const agent = new voice.Agent({
       instructions: briefingInstructions(JSON.stringify(this.opts.summaryMessage.summary, null, 1), this.opts.transcriptText),
@@ -149,6 +168,7 @@ export class Briefing {
         }),
       },
     });
+    this.#agent = agent;
     const session = new voice.AgentSession(this.opts.textOnly ? { ...this.opts.session, stt: undefined, tts: undefined, vad: null } : this.opts.session);
     this.#session = session;
     if (this.opts.phone) {
@@ -175,10 +195,7 @@ export class Briefing {
     await closeSessionChannel(session, this.opts.log);
     // Only now that the session listens: Agent B answers what is on screen ("put her through"),
     // and words sent before the session reads the chat would be dropped.
-    await local.sendText(JSON.stringify(this.opts.summaryMessage), {
-      topic: TOPIC.summary,
-      destinationIdentities: [this.opts.agentBIdentity, ...(this.opts.observers ?? [])],
-    });
+    await this.#sendSummary();
     if (this.opts.speakBriefOnStart ?? true) {
       session.say(this.opts.phone ? `${this.opts.spokenBrief} ${PHONE_DECISION_PROMPT}` : this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });
     }

@@ -547,6 +547,18 @@ export class TransferController {
       const summary = await settledWithin(refined, 0, summaryNow);
       if (summary !== summaryNow) briefing.useSummary(summaryMessage(transferId, summary, req.note), summary.spokenBrief);
       await briefing.start();
+      // Briefed from the rule-based summary (no rolling one yet): the model's replaces it on
+      // Agent B's screen the moment it lands.
+      if (summary.source === 'fallback') {
+        const started = briefing;
+        void refined
+          .then(async (better) => {
+            if (better.source !== 'llm' || signal.aborted) return;
+            await started.replaceSummary(summaryMessage(transferId, better, req.note), better.spokenBrief);
+            log.info({ transferId }, "the model's summary replaced the fallback on Agent B's screen");
+          })
+          .catch((err: unknown) => log.warn({ err }, "could not replace the fallback summary on Agent B's screen"));
+      }
       void briefing.sendStatus(status('briefing'));
       void this.#tellAgentA(status('briefing', { target: leg.identity }));
 

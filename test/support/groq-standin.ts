@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 // ---------------------------------------------------------------------------------------------
 
 export type ChatStep =
-  | { content: string } // assistant text
+  | { content: string; release?: Promise<unknown> } // assistant text; with `release`, sent once it settles
   | { toolCalls: { name: string; arguments: unknown | string; id?: string }[]; content?: string }
   | { error: { status: number; retryAfterSec?: number; message?: string } } // e.g. 429 with retry-after header, 500
   | { hang: true } // accept the request, never answer (until closed / client aborts)
@@ -550,6 +550,11 @@ export async function startGroqStandIn(opts: StartOptions = {}): Promise<GroqSta
     const model = body.model;
     if (await answerFault(ex, step, () => (info.stream ? malformedStream(ex, model) : malformedJson(ex)))) return;
     if (!('content' in step) && !('toolCalls' in step)) return; // unreachable: faults answered above
+    if ('release' in step && step.release) {
+      // Held back until the test lets it go (or the client gives up).
+      await Promise.race([step.release.catch(() => undefined), untilAborted(ex.signal)]);
+      if (ex.signal.aborted) return;
+    }
     const content = step.content;
     const toolCalls = 'toolCalls' in step ? step.toolCalls : [];
     if (toolCalls.length === 0 && content !== undefined && jsonModeViolation(info.responseFormat, content)) {
