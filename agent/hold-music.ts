@@ -15,7 +15,7 @@
  */
 import { AudioFrame, AudioSource, LocalAudioTrack, type Room, TrackPublishOptions } from '@livekit/rtc-node';
 import { audioFramesFromFile, voice } from '@livekit/agents';
-import { atMost } from './async-utils.js';
+import { atMost, withTimeout } from './async-utils.js';
 import type { Logger } from './log.js';
 
 /** Enough music that the loop is not noticeable, bounded so a long file cannot eat memory. */
@@ -28,6 +28,12 @@ export const QUEUE_MS = 500;
 export const HOLD_TRACK_NAME = 'hold_music';
 /** The default loudness of the music next to speech. */
 export const DEFAULT_VOLUME = 0.8;
+/**
+ * Publishing and unpublishing wait for the native core's answer, which must never hold a transfer
+ * (and with it the caller) up: past these the music is given up or left to go on its own.
+ */
+const PUBLISH_TIMEOUT_MS = 10_000;
+const UNPUBLISH_TIMEOUT_MS = 5_000;
 
 /** Decoded music: one run of interleaved 16-bit samples. */
 export interface Samples {
@@ -127,7 +133,17 @@ export class HoldMusic {
       const playing: Playing = { source: new AudioSource(clip.sampleRate, clip.channels, QUEUE_MS), stopped: false };
       this.#playing = playing;
       const track = LocalAudioTrack.createAudioTrack(HOLD_TRACK_NAME, playing.source);
-      const publication = await this.room.localParticipant!.publishTrack(track, new TrackPublishOptions());
+      const publishing = this.room.localParticipant!.publishTrack(track, new TrackPublishOptions());
+      const publication = await withTimeout(publishing, PUBLISH_TIMEOUT_MS, `the hold music track was not published within ${PUBLISH_TIMEOUT_MS} ms`).catch(
+        async (err: unknown) => {
+          // Given up: no music this hold, and a publication that comes after all is taken down.
+          void publishing.then((late) => this.#unpublish({ ...playing, trackSid: late.sid })).catch(() => undefined);
+          if (this.#playing === playing) this.#playing = undefined;
+          playing.stopped = true;
+          await playing.source.close().catch(() => undefined);
+          throw err;
+        },
+      );
       playing.trackSid = publication.sid;
       // stop() ran while the track was being published: it could not unpublish it then.
       if (playing.stopped) return await this.#unpublish(playing);
@@ -163,8 +179,9 @@ export class HoldMusic {
 
   async #unpublish(playing: Playing): Promise<void> {
     if (!playing.trackSid || !this.room.isConnected) return;
-    await this.room
-      .localParticipant!.unpublishTrack(playing.trackSid)
-      .catch((err: unknown) => this.log.warn({ err }, 'could not unpublish the hold music track'));
+    const unpublishing = this.room.localParticipant!.unpublishTrack(playing.trackSid);
+    await withTimeout(unpublishing, UNPUBLISH_TIMEOUT_MS, `the hold music track was not unpublished within ${UNPUBLISH_TIMEOUT_MS} ms`).catch((err: unknown) =>
+      this.log.warn({ err }, 'could not unpublish the hold music track'),
+    );
   }
 }

@@ -15,7 +15,7 @@ import { type Participant, ParticipantKind, type RemoteParticipant, type Room, R
 import type { AgentDispatchClient, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { randomBytes } from 'node:crypto';
 import type { TransferStore } from '../db/store.js';
-import { raceAbort, settledWithin, withTimeout } from './async-utils.js';
+import { atMost, raceAbort, settledWithin, withTimeout } from './async-utils.js';
 import { Briefing, type BriefingDecision } from './briefing.js';
 import type { WorkerConfig } from './config.js';
 import {
@@ -102,6 +102,8 @@ export interface TransferDeps {
 }
 
 const TOKEN_TTL_SECONDS = 5 * 60;
+/** The hold's start (message up to 10 s, music up to 10 s more) and its end, at most. */
+const HOLD_SETTLE_MS = 25_000;
 const CONSULT_JOIN_TIMEOUT_MS = 20_000;
 const AGENT_TARGET_GREET_TIMEOUT_MS = 20_000;
 
@@ -324,9 +326,13 @@ export class TransferController {
       d.callerRoom.off(RoomEvent.ParticipantDisconnected, onParticipantLeft);
       d.callerRoom.off(RoomEvent.Disconnected, onRoomGone);
       abort.abort(new Cancelled(outcome, reason)); // stops the summary tail and anything still waiting
-      await holding;
+      // Both are bounded inside (hold message, publishing the music); bounded here as well, so that
+      // nothing the SDKs never answer can keep the outcome from being written.
+      const started = await atMost(holding.then(() => true), HOLD_SETTLE_MS);
+      if (!started) log.warn({ transferId }, `the hold had not finished starting after ${HOLD_SETTLE_MS} ms; ending it anyway`);
       // Handed over: Agent A must not answer the caller in its last seconds in the room.
-      await d.hold.stop({ resumeListening: outcome !== 'completed' });
+      const ended = await atMost(d.hold.stop({ resumeListening: outcome !== 'completed' }).then(() => true), HOLD_SETTLE_MS);
+      if (!ended) log.warn({ transferId }, `the hold had not ended after ${HOLD_SETTLE_MS} ms; going on`);
     }
 
     record('ended', { outcome, reason });
