@@ -134,8 +134,13 @@ export class Briefing {
   async replaceSummary(message: SummaryMessage, spokenBrief: string): Promise<void> {
     this.useSummary(message, spokenBrief);
     if (!this.#session || !this.room.isConnected) return;
-    await this.#agent?.updateInstructions(briefingInstructions(JSON.stringify(message.summary, null, 1), this.opts.transcriptText));
+    await this.#agent?.updateInstructions(this.#instructions());
     await this.#sendSummary();
+  }
+
+  /** The briefing agent's instructions, from the summary it briefs from now. */
+  #instructions(): string {
+    return briefingInstructions(JSON.stringify(this.opts.summaryMessage.summary, null, 1), this.opts.transcriptText);
   }
 
   async #sendSummary(): Promise<void> {
@@ -149,7 +154,7 @@ export class Briefing {
   async start(): Promise<void> {
     const decide = (d: BriefingDecision) => this.#decide(d);
     const agent = new voice.Agent({
-      instructions: briefingInstructions(JSON.stringify(this.opts.summaryMessage.summary, null, 1), this.opts.transcriptText),
+      instructions: this.#instructions(),
       tools: {
         connect_to_caller: llm.tool({
           description: 'Put Agent B through to the caller. Call it when Agent B asks to connect or take the call.',

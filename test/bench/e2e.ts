@@ -27,8 +27,8 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RemoteParticipant, type RemoteTrack, type RemoteTrackPublication, RoomEvent, dispose } from '@livekit/rtc-node';
-import { DEFAULT_VOLUME, HOLD_TRACK_NAME } from '../../agent/hold-music.js';
-import { type HeardMusic, TONE_AMPLITUDE, ToneListener, writeToneWav } from '../support/hold-listener.js';
+import { HOLD_TRACK_NAME } from '../../agent/hold-music.js';
+import { type HeardMusic, ToneListener, writeToneWav } from '../support/hold-listener.js';
 import { parseArgs } from 'node:util';
 import { type RunningLiveKitServer, startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import type { ReferenceConsole } from '../support/console.js';
@@ -431,7 +431,7 @@ function cpuShares(sampler: ProcTreeSampler, serverPid: number): { worker: numbe
  */
 function stealMs(): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
-  return Number(line.trim().split(/\s+/)[8] ?? 0) * 10;
+  return Number(line.trim().split(/\s+/)[8] ?? 0) * CLOCK_TICK_MS;
 }
 
 /** Waits until the worker's tree has settled: `minChildren` processes, and under 10% of a core for 1 s. */
@@ -498,14 +498,21 @@ interface CallResult {
   holdMusic?: HeardMusic;
 }
 
-/** The tone's level as the worker plays it (amplitude over the square root of two, at the music volume). */
-const PLAYED_TONE_RMS = (TONE_AMPLITUDE / Math.SQRT2) * DEFAULT_VOLUME;
+let tone: string | undefined;
+/** The hold music of this bench: a steady tone, so each caller can tell every gap in what it hears. */
+function toneFile(): string {
+  if (!tone) {
+    tone = join(mkdtempSync(join(tmpdir(), 'wt-bench-tone-')), 'tone.wav');
+    writeToneWav(tone);
+  }
+  return tone;
+}
 
 /** Start listening to the agent's hold music as soon as the caller is subscribed to it. */
 function listenToHold(caller: TestParticipant, agentIdentity: string): { stop: () => Promise<HeardMusic | undefined> } {
   let listener: ToneListener | undefined;
   const onTrack = (track: RemoteTrack, publication: RemoteTrackPublication, participant: RemoteParticipant) => {
-    if (participant.identity === agentIdentity && publication.name === HOLD_TRACK_NAME && !listener) listener = new ToneListener(track, PLAYED_TONE_RMS);
+    if (participant.identity === agentIdentity && publication.name === HOLD_TRACK_NAME && !listener) listener = new ToneListener(track);
   };
   caller.room.on(RoomEvent.TrackSubscribed, onTrack);
   return {
@@ -586,11 +593,8 @@ function watchdogStalls(records: Record<string, unknown>[], transfers: Map<numbe
 }
 
 async function benchConcurrency(server: RunningLiveKitServer, variantEnv: Record<string, string> = {}, logName = 'concurrency') {
-  // The hold music is a steady tone, so each caller can tell every gap in what it hears.
-  const tone = join(mkdtempSync(join(tmpdir(), 'wt-bench-tone-')), 'tone.wav');
-  writeToneWav(tone);
   const rig = await startRig(server, {
-    HOLD_MUSIC_FILE: tone,
+    HOLD_MUSIC_FILE: toneFile(),
     ...variantEnv,
     // One warm process per call, so the calls do not wait for processes to start.
     WORKER_IDLE_PROCESSES: String(CALLS),
@@ -792,6 +796,8 @@ try {
 /** Medians over the rounds of one variant: the figures to compare. */
 function roundsSummary(results: ConcurrencyResult[]) {
   const m = (pick: (r: ConcurrencyResult) => number | undefined) => round(median(results.map(pick).filter((x): x is number => x !== undefined)), 1);
+  type Job = ConcurrencyResult['jobs'][number];
+  const ofJobs = (r: ConcurrencyResult, pick: (j: Job) => number | undefined) => median(r.jobs.flatMap((j) => pick(j) ?? []));
   return {
     rounds: results.length,
     completed: results.map((r) => `${r.completed}/${r.calls}`),
@@ -801,11 +807,11 @@ function roundsSummary(results: ConcurrencyResult[]) {
     largestStallBlockedMs: m((r) => r.largestJobStall?.blockedMs),
     maxJobOnCpuStallMs: m((r) => r.maxJobOnCpuStallMs),
     transfersMs: m((r) => r.transfersMs),
-    toolCallToAgentBP50Ms: m((r) => median(r.jobs.flatMap((j) => (j.toolCallToAgentBMs === undefined ? [] : [j.toolCallToAgentBMs])))),
+    toolCallToAgentBP50Ms: m((r) => ofJobs(r, (j) => j.toolCallToAgentBMs)),
     maxJobStallsMs: results.map((r) => r.maxJobStallMs),
     holdMusicGapMs: results.map((r) => r.holdMusic.gapMs),
     holdMusicHeardMs: results.map((r) => r.holdMusic.heardMs),
-    helperThreadsLoweredPerJob: m((r) => median(r.jobs.flatMap((j) => (j.helperThreadsLowered === undefined ? [] : [j.helperThreadsLowered])))),
+    helperThreadsLoweredPerJob: m((r) => ofJobs(r, (j) => j.helperThreadsLowered)),
   };
 }
 const comparison =

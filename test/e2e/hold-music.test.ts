@@ -8,13 +8,11 @@ import { type RemoteTrack, type RemoteTrackPublication, RoomEvent, TrackKind } f
 import { afterEach, describe, expect, it, inject } from 'vitest';
 import { DEFAULT_VOLUME, HOLD_TRACK_NAME, type HoldClip, HoldMusic, QUEUE_MS, holdClip } from '../../agent/hold-music.js';
 import { logger } from '../../agent/log.js';
-import { TONE_AMPLITUDE, TONE_SAMPLE_RATE, ToneListener, toneSamples } from '../support/hold-listener.js';
+import { PLAYED_TONE_RMS, TONE_SAMPLE_RATE, ToneListener, toneSamples } from '../support/hold-listener.js';
 import { TestParticipant, uniqueRoom } from '../support/participants.js';
 import { eventually, nextEvent, withDeadline } from '../support/wait.js';
 
 const server = inject('livekit');
-/** The RMS of the tone as played (a sine's RMS is its amplitude over the square root of two). */
-const PLAYED_RMS = (TONE_AMPLITUDE / Math.SQRT2) * DEFAULT_VOLUME;
 const toneClip = (): HoldClip => holdClip({ sampleRate: TONE_SAMPLE_RATE, channels: 1, samples: toneSamples() }, DEFAULT_VOLUME);
 
 const people: TestParticipant[] = [];
@@ -46,7 +44,7 @@ describe('hold music', () => {
     const [track, publication] = (await arriving) as [RemoteTrack, RemoteTrackPublication];
     expect(publication.name).toBe(HOLD_TRACK_NAME);
 
-    const listener = new ToneListener(track, PLAYED_RMS);
+    const listener = new ToneListener(track);
     await eventually(() => listener.loudBlocks() >= 50 || undefined, { timeoutMs: 15_000, what: 'half a second of music' });
     // The call thread stops for 300 ms (a long task, a GC, a starved CPU): the native queue plays on.
     const stallMs = 300;
@@ -57,11 +55,11 @@ describe('hold music', () => {
     await eventually(() => listener.loudBlocks() >= loudBefore + 150 || undefined, { timeoutMs: 15_000, what: 'a second and a half more of music' });
     await listener.stop();
 
-    const heard = [...listener.levels].sort((a, b) => a - b).filter((x) => x > PLAYED_RMS / 5);
+    const heard = [...listener.levels].sort((a, b) => a - b).filter((x) => x > PLAYED_TONE_RMS / 5);
     const median = heard[Math.floor(heard.length / 2)]!;
     // Opus keeps a steady tone's level: the caller hears it as loud as it was played.
-    expect(median).toBeGreaterThan(PLAYED_RMS * 0.7);
-    expect(median).toBeLessThan(PLAYED_RMS * 1.3);
+    expect(median).toBeGreaterThan(PLAYED_TONE_RMS * 0.7);
+    expect(median).toBeLessThan(PLAYED_TONE_RMS * 1.3);
     // Not one 20 ms of silence anywhere after the music started.
     expect(listener.heard().longestGapMs).toBeLessThanOrEqual(10);
     expect(listener.heard().heardMs).toBeGreaterThan(1_500);
@@ -82,7 +80,7 @@ describe('hold music', () => {
     arriving = subscribed();
     await music.play();
     const [track] = (await arriving) as [RemoteTrack];
-    const listener = new ToneListener(track, PLAYED_RMS);
+    const listener = new ToneListener(track);
     await eventually(() => listener.loudBlocks() >= 20 || undefined, { timeoutMs: 15_000, what: 'music from the second hold' });
     await listener.stop();
     await music.stop();

@@ -17,7 +17,6 @@
  * raw RPCs so tests can also break the contract on purpose.
  */
 import {
-  type ByteStreamReader,
   type Participant,
   ParticipantKind,
   Room,
@@ -50,7 +49,7 @@ import {
   TOPIC,
   parsePayload,
 } from '../../agent/contract.js';
-import { AGENT_SESSION_TOPIC, type ServerInfo, type TextMessage, agentSessionMessageKind } from './participants.js';
+import { type ServerInfo, type TextMessage, onAgentSessionStreams } from './participants.js';
 import { Inbox, nextEvent, withDeadline } from './wait.js';
 
 /** Which of its rooms a console connection is in. A moved consult connection becomes `caller`. */
@@ -485,12 +484,11 @@ export class ReferenceConsole {
   /** Collect the worker's text streams on `room`, routed by the room's role when they arrive. */
   #listen(room: Room, role: RoomRole): void {
     this.#roles.set(room, role);
-    room.registerByteStreamHandler(AGENT_SESSION_TOPIC, (reader: ByteStreamReader, info: { identity: string }) => {
-      reader.readAll().then(
-        (chunks) => this.agentSessionStreams.push({ room: this.#roleOf(room), from: info.identity, kind: agentSessionMessageKind(Buffer.concat(chunks)) }),
-        (err: unknown) => this.errors.push(`reading lk.agent.session from ${info.identity} failed: ${errorMessage(err)}`),
-      );
-    });
+    onAgentSessionStreams(
+      room,
+      (from, kind) => this.agentSessionStreams.push({ room: this.#roleOf(room), from, kind }),
+      (from, err) => this.errors.push(`reading lk.agent.session from ${from} failed: ${errorMessage(err)}`),
+    );
     const read = (topic: string, onText: (text: string, from: string, reader: TextStreamReader) => void) => {
       room.registerTextStreamHandler(topic, (reader: TextStreamReader, info: { identity: string }) => {
         reader.readAll().then(

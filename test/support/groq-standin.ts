@@ -298,7 +298,8 @@ function tonePcm(sampleRate: number, durationMs: number): Buffer {
   return out;
 }
 
-function wavFile(pcm: Buffer, sampleRate: number): Buffer {
+/** 16-bit mono PCM in a WAV container (what the speech endpoint answers; tests write files with it too). */
+export function wavFile(pcm: Buffer, sampleRate: number): Buffer {
   const header = Buffer.alloc(44);
   header.write('RIFF', 0, 'ascii');
   header.writeUInt32LE(36 + pcm.length, 4);

@@ -4,10 +4,14 @@
  * sends silence; the receiver's stats count no loss or concealment, so the level is what shows it).
  */
 import { writeFileSync } from 'node:fs';
-import { AudioStream, type RemoteTrack } from '@livekit/rtc-node';
+import { type AudioFrame, AudioStream, type RemoteTrack } from '@livekit/rtc-node';
+import { DEFAULT_VOLUME } from '../../agent/hold-music.js';
+import { wavFile } from './groq-standin.js';
 
 export const TONE_SAMPLE_RATE = 48_000;
 export const TONE_AMPLITUDE = 8_000;
+/** The tone's level as the worker plays it: a sine's RMS is its amplitude over the square root of two. */
+export const PLAYED_TONE_RMS = (TONE_AMPLITUDE / Math.SQRT2) * DEFAULT_VOLUME;
 
 /** One second of a 440 Hz tone: a whole number of cycles, so it loops without a click. */
 export function toneSamples(): Int16Array {
@@ -18,21 +22,7 @@ export function toneSamples(): Int16Array {
 
 /** The tone as a 16-bit mono WAV file (for HOLD_MUSIC_FILE: the worker decodes it like any music). */
 export function writeToneWav(path: string): void {
-  const data = Buffer.from(toneSamples().buffer);
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0);
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVEfmt ', 8);
-  header.writeUInt32LE(16, 16); // fmt chunk size
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(1, 22); // mono
-  header.writeUInt32LE(TONE_SAMPLE_RATE, 24);
-  header.writeUInt32LE(TONE_SAMPLE_RATE * 2, 28); // bytes per second
-  header.writeUInt16LE(2, 32); // block align
-  header.writeUInt16LE(16, 34); // bits per sample
-  header.write('data', 36);
-  header.writeUInt32LE(data.length, 40);
-  writeFileSync(path, Buffer.concat([header, data]));
+  writeFileSync(path, wavFile(Buffer.from(toneSamples().buffer), TONE_SAMPLE_RATE));
 }
 
 export interface HeardMusic {
@@ -47,14 +37,10 @@ export interface HeardMusic {
 export class ToneListener {
   readonly levels: number[] = [];
   #stopped = false;
-  #reader: ReadableStreamDefaultReader<import('@livekit/rtc-node').AudioFrame>;
+  #reader: ReadableStreamDefaultReader<AudioFrame>;
   #done: Promise<void>;
 
-  /** `playedRms`: the tone's level as played (its amplitude over the square root of two, times the volume). */
-  constructor(
-    track: RemoteTrack,
-    private readonly playedRms: number,
-  ) {
+  constructor(track: RemoteTrack) {
     this.#reader = new AudioStream(track, { sampleRate: TONE_SAMPLE_RATE, numChannels: 1, frameSizeMs: 100 }).getReader();
     this.#done = this.#read();
   }
@@ -74,7 +60,7 @@ export class ToneListener {
 
   /** Blocks at least half as loud as the tone was played. */
   loudBlocks(): number {
-    return this.levels.filter((x) => x > this.playedRms / 2).length;
+    return this.levels.filter((x) => x > PLAYED_TONE_RMS / 2).length;
   }
 
   async stop(): Promise<void> {
@@ -84,7 +70,7 @@ export class ToneListener {
   }
 
   heard(): HeardMusic {
-    const quiet = (x: number) => x < this.playedRms / 5;
+    const quiet = (x: number) => x < PLAYED_TONE_RMS / 5;
     const first = this.levels.findIndex((x) => !quiet(x));
     const last = this.levels.length - 1 - [...this.levels].reverse().findIndex((x) => !quiet(x));
     if (first < 0) return { heardMs: 0, gapMs: 0, longestGapMs: 0 };

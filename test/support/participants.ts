@@ -73,12 +73,7 @@ export class TestParticipant {
         );
       });
     }
-    p.room.registerByteStreamHandler(AGENT_SESSION_TOPIC, (reader: ByteStreamReader, info: { identity: string }) => {
-      reader.readAll().then(
-        (chunks) => p.agentSessionStreams.push({ from: info.identity, kind: agentSessionMessageKind(Buffer.concat(chunks)) }),
-        () => undefined,
-      );
-    });
+    onAgentSessionStreams(p.room, (from, kind) => p.agentSessionStreams.push({ from, kind }));
     const token = await mintToken(server, roomName, identity, opts);
     await p.room.connect(server.url, token, { autoSubscribe: true, dynacast: false });
     for (const remote of p.room.remoteParticipants.keys()) p.joined.push(remote);
@@ -146,6 +141,19 @@ export const AGENT_SESSION_TOPIC = 'lk.agent.session';
  * agent taking over, its state). Anything else (conversation, tool calls, answers) is a leak.
  */
 export const SESSION_START_KINDS = ['event:conversationItemAdded:agentHandoff', 'event:agentStateChanged'];
+
+/**
+ * Collect what arrives on `room`'s `lk.agent.session` channel: each message's sender and kind.
+ * A stream that cannot be read (cut off by a disconnect) goes to `onError`, or is dropped.
+ */
+export function onAgentSessionStreams(room: Room, onMessage: (from: string, kind: string) => void, onError?: (from: string, err: unknown) => void): void {
+  room.registerByteStreamHandler(AGENT_SESSION_TOPIC, (reader: ByteStreamReader, info: { identity: string }) => {
+    reader.readAll().then(
+      (chunks) => onMessage(info.identity, agentSessionMessageKind(Buffer.concat(chunks))),
+      (err: unknown) => onError?.(info.identity, err),
+    );
+  });
+}
 
 /** What an `lk.agent.session` message carries: `event:<kind>[:<item kind>]`, or the message's own case. */
 export function agentSessionMessageKind(bytes: Uint8Array): string {
