@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onTestFailed } from 'vitest';
+import { snapshotProcessGroup } from './process-snapshot.js';
 import { type TransferStore, openTransferStore } from '../../db/store.js';
 import { type AgentAOptions, AgentAConsole } from './agent-a-console.js';
 import { type ReferenceConsole, ReferenceConsole as Console, type ConsoleOptions } from './console.js';
@@ -137,15 +138,23 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
     const worker = rig.worker;
     const consoles = rig.consoles; // this test's (cleanupTest starts a new list before this runs)
     try {
-      onTestFailed((ctx) => {
+      onTestFailed(async (ctx) => {
         const lines = worker.lines.items.slice(from).filter((l) => !l.includes('"room":') || report.rooms.some((r) => l.includes(r)));
         const errors = consoles.flatMap((c) => c.errors.items.map((e) => `${c.identity}: ${e}`));
+        const failure = (ctx.task.result?.errors ?? []).map((e) => e.message.split('\n').slice(0, 6).join('\n'));
+        // The callers' job processes (their pids are in the lines about these rooms) get a native stack.
+        const callPids = new Set(lines.flatMap((l) => (l.includes('"room":') ? [...l.matchAll(/"pid":(\d+)/g)].map((m) => Number(m[1])) : [])));
+        // Most telling last: a CI log keeps the tail.
         const text = [
           `--- ${ctx.task.name}: worker output since ${room} started (${lines.length} lines, last 200) ---`,
           ...lines.slice(-200),
           `--- console errors (${errors.length}) ---`,
           ...errors,
           ...consoles.flatMap((c) => [`--- ${c.identity} steps ---`, ...c.trace]),
+          `--- the worker's processes at the failure ---`,
+          await snapshotProcessGroup(worker.pid, callPids).catch((err: unknown) => `(no snapshot: ${String(err)})`),
+          `--- ${ctx.task.name}: failed with ---`,
+          ...failure,
         ].join('\n');
         console.error(text);
         // npm test prints these again after the summary, where a CI log's tail keeps them.
