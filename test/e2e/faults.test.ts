@@ -64,8 +64,11 @@ async function recordOf(transferId: string, done: (t: NonNullable<Awaited<Return
 
 /** A few turns with the AI first, so there is something to summarise (and rolling updates fire). */
 async function converse(caller: TestParticipant): Promise<void> {
+  // The reply to the first turn says what the greeting said: wait past the greeting for it, or the
+  // second turn goes out while the first is being answered.
+  const greeted = caller.mark();
   await caller.say('Hi, my name is Dana Reyes.');
-  await caller.waitForAgentText((t) => t.includes('help desk'), WAIT_MS, 'a reply to the first turn');
+  await caller.waitForAgentText((t) => t.includes('help desk'), WAIT_MS, 'a reply to the first turn', greeted);
   await caller.say('My order 4471 arrived damaged and I want a refund.');
   await caller.waitForAgentText((t) => t.includes('I see order 4471'), WAIT_MS, 'a reply about order 4471');
 }

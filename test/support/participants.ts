@@ -85,9 +85,22 @@ export class TestParticipant {
     await this.room.localParticipant!.sendText(text, { topic: 'lk.chat' });
   }
 
-  /** The next complete agent transcription segment (text mode: the whole reply) matching `match`. */
-  waitForAgentText(match: (text: string) => boolean, timeoutMs = 20_000, what = 'agent transcription'): Promise<TextMessage> {
-    return this.texts.waitFor((m) => m.topic === 'lk.transcription' && m.from !== this.identity && match(m.text), timeoutMs, what);
+  /** Where the text received so far ends: `waitForAgentText(..., since)` looks only past it. */
+  mark(): number {
+    return this.texts.items.length;
+  }
+
+  /**
+   * An agent transcription segment (text mode: the whole reply) matching `match`, already received
+   * or yet to come; with `since` (a `mark()`), only one received after that mark, so that a reply
+   * is not mistaken for an earlier one that says the same.
+   */
+  waitForAgentText(match: (text: string) => boolean, timeoutMs = 20_000, what = 'agent transcription', since = 0): Promise<TextMessage> {
+    return this.texts.waitFor(
+      (m) => m.topic === 'lk.transcription' && m.from !== this.identity && match(m.text) && this.texts.items.indexOf(m) >= since,
+      timeoutMs,
+      what,
+    );
   }
 
   remoteIdentities(): string[] {
