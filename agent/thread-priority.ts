@@ -22,10 +22,12 @@
  *
  * Lowering a thread's own priority needs no privilege (Linux keeps nice values per thread), and
  * cannot be undone without it. New threads take their creator's value, so threads that helpers
- * start are covered at once; those the call thread starts (a worker thread) are caught by the next
- * sweep. (A native thread the call thread starts is named "node" until it names itself, a matter
- * of microseconds: a sweep could catch it then, and lower it for good.) Elsewhere than Linux (no
- * /proc/self/task) this does nothing.
+ * start are covered at once; those the call thread starts (a worker thread) are caught by a later
+ * sweep. A native thread the call thread starts is named "node" too until it names itself, a matter
+ * of microseconds: a thread is lowered only once it has carried a helper's name for SETTLE_MS, so
+ * that a sweep that catches a native thread in those microseconds cannot lower it for good (a test
+ * run once saw an audio thread at nice 10 that way). Elsewhere than Linux (no /proc/self/task)
+ * this does nothing.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
@@ -41,30 +43,56 @@ export const SWEEP_INTERVAL_MS = 1_000;
 export const NODE_HELPER_THREAD = /^(node|libuv|V8)/;
 
 /**
- * Lower Node's helper threads in this process (all its threads named like NODE_HELPER_THREAD but
- * the main one) to at least `nice`. Returns how many it lowered this time. Threads already at
- * `nice` or below in priority are left alone. Threads in `done` are skipped, and every thread
- * looked at is added to it (those that have ended are dropped), so that a sweep of a process
- * whose threads have not changed costs one directory listing.
+ * How long a thread must have been named like a Node helper before it is lowered: longer than any
+ * native thread takes to name itself after it starts, shorter than a sweep interval.
  */
-export function lowerHelperThreads(nice: number, done: Set<number> = new Set()): number {
+export const SETTLE_MS = 200;
+
+/** What the sweeps of one process remember, so that a sweep of unchanged threads costs one listing. */
+export interface SweepState {
+  /** Threads decided on (lowered, found lower already, or native): never looked at again. */
+  done: Set<number>;
+  /** Threads named like a helper, with when that was first seen: lowered once SETTLE_MS old. */
+  candidates: Map<number, number>;
+}
+
+export function newSweepState(): SweepState {
+  return { done: new Set(), candidates: new Map() };
+}
+
+/**
+ * Lower Node's helper threads in this process (all its threads named like NODE_HELPER_THREAD but
+ * the main one, once they have been so named for SETTLE_MS) to at least `nice`. Returns how many it
+ * lowered this time. Threads already at `nice` or below in priority are left alone.
+ */
+export function lowerHelperThreads(nice: number, state: SweepState, now = Date.now()): number {
   let listed: Set<number>;
   try {
     listed = new Set(readdirSync('/proc/self/task').map(Number));
   } catch {
     return 0;
   }
-  for (const tid of done) if (!listed.has(tid)) done.delete(tid);
+  for (const tid of state.done) if (!listed.has(tid)) state.done.delete(tid);
+  for (const tid of state.candidates.keys()) if (!listed.has(tid)) state.candidates.delete(tid);
   let lowered = 0;
   for (const tid of listed) {
     // The main thread's id is the process id.
-    if (tid === process.pid || !Number.isInteger(tid) || done.has(tid)) continue;
+    if (tid === process.pid || !Number.isInteger(tid) || state.done.has(tid)) continue;
     try {
-      if (NODE_HELPER_THREAD.test(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8')) && getPriority(tid) < nice) {
+      if (!NODE_HELPER_THREAD.test(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8'))) {
+        state.done.add(tid); // a native thread, by its own name
+        state.candidates.delete(tid);
+        continue;
+      }
+      const since = state.candidates.get(tid);
+      if (since === undefined) state.candidates.set(tid, now);
+      if (since === undefined || now - since < SETTLE_MS) continue;
+      if (getPriority(tid) < nice) {
         setPriority(tid, nice);
         lowered += 1;
       }
-      done.add(tid);
+      state.done.add(tid);
+      state.candidates.delete(tid);
     } catch {
       // The thread ended between the listing and now.
     }
@@ -73,15 +101,15 @@ export function lowerHelperThreads(nice: number, done: Set<number> = new Set()):
 }
 
 /**
- * Keep this process's Node helper threads at `nice` from now on: once now, then every
+ * Keep this process's Node helper threads at `nice` from now on: a sweep now, then every
  * SWEEP_INTERVAL_MS (the timer never keeps the process alive). `nice` 0 turns it off.
  * Returns a function that stops the sweeps, and how many threads each sweep has lowered so far.
  */
 export function favourCallThread(nice: number): { stop: () => void; lowered: () => number } {
   if (nice <= 0) return { stop: () => undefined, lowered: () => 0 };
-  const done = new Set<number>();
-  let lowered = lowerHelperThreads(nice, done);
-  const timer = setInterval(() => (lowered += lowerHelperThreads(nice, done)), SWEEP_INTERVAL_MS);
+  const state = newSweepState();
+  let lowered = lowerHelperThreads(nice, state);
+  const timer = setInterval(() => (lowered += lowerHelperThreads(nice, state)), SWEEP_INTERVAL_MS);
   timer.unref();
   return { stop: () => clearInterval(timer), lowered: () => lowered };
 }
