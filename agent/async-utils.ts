@@ -59,3 +59,30 @@ export async function atMost<T>(promise: Promise<T>, ms: number): Promise<T | un
     clearTimeout(timer);
   }
 }
+
+/**
+ * Waits for one step of a clean-up or start-up (a native disconnect, a session close) at most `ms`,
+ * and says in the log which step it gave up on, or which failed. An SDK call whose answer never
+ * comes must not keep a transfer from ending; the log line is how anyone finds out it happened.
+ * Resolves true when the step finished in time.
+ */
+export async function boundedStep(
+  promise: Promise<unknown>,
+  ms: number,
+  what: string,
+  log: { warn: (obj: object, msg: string) => void },
+): Promise<boolean> {
+  const done = await atMost(
+    promise.then(
+      () => true,
+      (err: unknown) => {
+        log.warn({ err }, `${what} failed`);
+        return true;
+      },
+    ),
+    ms,
+  );
+  if (done) return true;
+  log.warn({ timeoutMs: ms }, `${what} did not finish within ${ms} ms; going on without it`);
+  return false;
+}

@@ -22,7 +22,7 @@ import {
   TOPIC,
   parsePayload,
 } from './contract.js';
-import { atMost } from './async-utils.js';
+import { atMost, boundedStep, withTimeout } from './async-utils.js';
 import type { Logger } from './log.js';
 import { closeSessionChannel } from './session-channel.js';
 import { PHONE_DECISION_PROMPT, decisionFromDtmf, looksLikeVoicemail } from './sip.js';
@@ -73,6 +73,14 @@ ${summaryJson}
 ${transcriptText}
 </call_transcript>`;
 }
+
+/**
+ * Upper bounds on the SDK calls a briefing makes. Each normally takes milliseconds; a native answer
+ * that never comes must fail the attempt (start) or be given up on (close), not keep the transfer
+ * open with the caller on hold.
+ */
+const SESSION_START_TIMEOUT_MS = 15_000;
+const STEP_TIMEOUT_MS = 5_000;
 
 export class Briefing {
   readonly room = new Room();
@@ -185,7 +193,7 @@ export class Briefing {
         if (looksLikeVoicemail(ev.transcript)) this.#decide({ kind: 'voicemail' });
       });
     }
-    await session.start({
+    const starting = session.start({
       agent,
       room: this.room,
       inputOptions: {
@@ -197,10 +205,11 @@ export class Briefing {
       },
       outputOptions: { audioEnabled: !this.opts.textOnly, transcriptionEnabled: true },
     });
-    await closeSessionChannel(session, this.opts.log);
+    await withTimeout(starting, SESSION_START_TIMEOUT_MS, `the briefing session did not start within ${SESSION_START_TIMEOUT_MS} ms`);
+    await boundedStep(closeSessionChannel(session, this.opts.log), STEP_TIMEOUT_MS, "closing the briefing session's lk.agent.session channel", this.opts.log);
     // Only now that the session listens: Agent B answers what is on screen ("put her through"),
     // and words sent before the session reads the chat would be dropped.
-    await this.#sendSummary();
+    await boundedStep(this.#sendSummary(), STEP_TIMEOUT_MS, "sending the summary to Agent B's screen", this.opts.log);
     if (this.opts.speakBriefOnStart ?? true) {
       session.say(this.opts.phone ? `${this.opts.spokenBrief} ${PHONE_DECISION_PROMPT}` : this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });
     }
@@ -270,10 +279,11 @@ export class Briefing {
     if (this.#closed) return;
     this.#closed = true;
     // A connect still in flight would otherwise finish after the disconnect and leave us in the room.
-    await this.#opening?.catch(() => undefined);
+    if (this.#opening) await boundedStep(this.#opening.catch(() => undefined), STEP_TIMEOUT_MS, 'joining the consult room (before leaving it)', this.opts.log);
     const session = this.#session;
     this.#session = undefined;
-    if (session) await session.close().catch((err: unknown) => this.opts.log.debug({ err }, 'briefing session close failed'));
-    await this.room.disconnect().catch(() => undefined);
+    if (session) await boundedStep(session.close(), STEP_TIMEOUT_MS, 'closing the briefing session', this.opts.log);
+    // The consult room is deleted after this in any case, which takes us out of it server-side.
+    await boundedStep(this.room.disconnect(), STEP_TIMEOUT_MS, 'leaving the consult room', this.opts.log);
   }
 }

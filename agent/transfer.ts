@@ -481,7 +481,7 @@ export class TransferController {
         log,
       });
       // Join the consult room while the offer rings: the room exists, and Agent B may arrive first.
-      const opening = briefing.open();
+      const opening = withTimeout(briefing.open(), CONSULT_JOIN_TIMEOUT_MS, `the worker did not get into the consult room within ${CONSULT_JOIN_TIMEOUT_MS} ms`);
       opening.catch(() => undefined); // awaited below; never an unhandled rejection
 
       if (agentA) {

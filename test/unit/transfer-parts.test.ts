@@ -1,6 +1,7 @@
-/** Fast tests of the pure parts of the transfer: picking a console, contract parsing, tokens, WAV, metadata. */
+/** Fast tests of the pure parts of the transfer: picking a console, contract parsing, tokens, WAV, metadata, bounded steps. */
 import { TokenVerifier } from 'livekit-server-sdk';
 import { describe, expect, it } from 'vitest';
+import { boundedStep } from '../../agent/async-utils.js';
 import { ATTR, AnswerSchema, CONSOLE_ROLE, RPC_ERROR, parsePayload } from '../../agent/contract.js';
 import { type ConsoleInfo, consoleFromAttributes, pickConsole } from '../../agent/desk.js';
 import { pcmFromWav } from '../../agent/groq-tts.js';
@@ -128,5 +129,25 @@ describe('dispatch metadata', () => {
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.error).toMatch(/^dispatch metadata is not valid: mode:/);
     expect(parseJobOptions('{').ok).toBe(false);
+  });
+});
+
+describe('bounded clean-up steps', () => {
+  const recorder = () => {
+    const lines: { obj: object; msg: string }[] = [];
+    return { lines, log: { warn: (obj: object, msg: string) => void lines.push({ obj, msg }) } };
+  };
+
+  it('give up on an answer that never comes, and the log says which step it was', async () => {
+    const { lines, log } = recorder();
+    expect(await boundedStep(new Promise(() => undefined), 20, 'leaving the consult room', log)).toBe(false);
+    expect(lines.map((l) => l.msg)).toEqual(['leaving the consult room did not finish within 20 ms; going on without it']);
+  });
+
+  it('report a failure without throwing, and stay quiet when the step finishes', async () => {
+    const { lines, log } = recorder();
+    expect(await boundedStep(Promise.reject(new Error('gone')), 1_000, 'closing the briefing session', log)).toBe(true);
+    expect(await boundedStep(Promise.resolve(), 1_000, 'sending the summary', log)).toBe(true);
+    expect(lines).toEqual([{ obj: { err: new Error('gone') }, msg: 'closing the briefing session failed' }]);
   });
 });
