@@ -235,6 +235,9 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
     async close() {
       await rig.cleanupTest();
       await Promise.all([rig.worker, ...extraWorkers.splice(0)].map((w) => w.stop()));
+      // For hunting rare failures: every run's whole worker output, passed tests too (see README, Tests).
+      const keep = process.env.WT_WORKER_LOG_DIR;
+      if (keep) writeFileSync(join(keep, `${agentName}-${Date.now().toString(36)}.log`), rig.worker.output());
       await store.close();
       await groq.close();
     },
