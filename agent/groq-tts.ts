@@ -83,9 +83,9 @@ class WavChunkedStream extends tts.ChunkedStream {
       }
       const pcm = pcmFromWav(Buffer.from(await res.arrayBuffer()), this.#opts.sampleRate);
       const requestId = shortuuid();
-      const frames = new AudioByteStream(this.#opts.sampleRate, CHANNELS).write(
-        pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer,
-      );
+      const framer = new AudioByteStream(this.#opts.sampleRate, CHANNELS);
+      // flush(): the last words end in a frame shorter than 100 ms, which write() alone keeps back.
+      const frames = [...framer.write(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer), ...framer.flush()];
       frames.forEach((frame, i) => {
         this.queue.put({ requestId, segmentId: requestId, frame, final: i === frames.length - 1 });
       });

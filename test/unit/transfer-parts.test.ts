@@ -1,7 +1,9 @@
 /** Fast tests of the pure parts of the transfer: picking a console, contract parsing, tokens, WAV, metadata, bounded steps. */
 import { TokenVerifier } from 'livekit-server-sdk';
 import { describe, expect, it } from 'vitest';
+import { AudioByteStream } from '@livekit/agents';
 import { boundedStep } from '../../agent/async-utils.js';
+import { logger } from '../../agent/log.js';
 import { ATTR, AnswerSchema, CONSOLE_ROLE, RPC_ERROR, parsePayload } from '../../agent/contract.js';
 import { type ConsoleInfo, consoleFromAttributes, pickConsole } from '../../agent/desk.js';
 import { pcmFromWav } from '../../agent/groq-tts.js';
@@ -149,5 +151,29 @@ describe('bounded clean-up steps', () => {
     expect(await boundedStep(Promise.reject(new Error('gone')), 1_000, 'closing the briefing session', log)).toBe(true);
     expect(await boundedStep(Promise.resolve(), 1_000, 'sending the summary', log)).toBe(true);
     expect(lines).toEqual([{ obj: { err: new Error('gone') }, msg: 'closing the briefing session failed' }]);
+  });
+});
+
+describe('audio bytes cut into frames (@livekit/agents AudioByteStream, patched in patches/)', () => {
+  it('gives the same 100 ms frames whatever the chunks, keeps the remainder, and flush() returns the tail', () => {
+    logger(); // the stream takes the agents logger when it is made
+    const samples = Int16Array.from({ length: 48_000 + 1_234 }, (_, i) => (i * 7) % 30_000);
+    const bytes = new Uint8Array(samples.buffer);
+    const whole = new AudioByteStream(48_000, 1);
+    const oneGo = [...whole.write(bytes.slice().buffer), ...whole.flush()];
+    const pieces = new AudioByteStream(48_000, 1);
+    const chunked = [];
+    for (let at = 0; at < bytes.length; at += 4_097) chunked.push(...pieces.write(bytes.slice(at, at + 4_097).buffer));
+    chunked.push(...pieces.flush());
+    for (const frames of [oneGo, chunked]) {
+      expect(frames.map((f) => f.samplesPerChannel)).toEqual([...Array<number>(10).fill(4_800), 1_234]);
+      const joined = new Int16Array(frames.reduce((n, f) => n + f.data.length, 0));
+      let at = 0;
+      for (const f of frames) {
+        joined.set(f.data, at);
+        at += f.data.length;
+      }
+      expect(joined).toEqual(samples);
+    }
   });
 });
