@@ -280,6 +280,7 @@ export default defineAgent({
                   maxStallOnCpuMs: stalls.maxStallOnCpuMs,
                   maxStallOnCpuExGcMs: stalls.maxStallOnCpuExGcMs,
                   largestStall: stalls.largestStall,
+                  largestOnCpuStall: stalls.largestOnCpuStall,
                   onHold: stalls.windows.onHold,
                   maxGcMs: stalls.maxGcMs,
                 },

@@ -55,6 +55,11 @@ export interface StallStats {
    */
   largestStall?: StallBreakdown;
   /**
+   * With the `thread` clock, the stall that held a CPU longest: a long piece of the call thread's
+   * own work, which no share of the host makes shorter. Its `at` says when, to find what it was.
+   */
+  largestOnCpuStall?: StallBreakdown;
+  /**
    * The largest stall inside each named window (`StallProbe.window`), e.g. while a caller is on
    * hold and hears music: what a stall there costs is audible.
    */
@@ -74,6 +79,8 @@ export interface StallBreakdown {
   onCpuMs: number;
   runQueueMs: number;
   blockedMs: number;
+  /** When the stall ended (ms since the epoch), to match it with the log. */
+  at: number;
 }
 
 /** [start, end, stall, CPU ms in the gap, run-queue ms in the gap] of a probe gap with a stall over 1 ms. */
@@ -201,9 +208,11 @@ export class StallProbe {
     let maxStallOnCpuMs = 0;
     let maxStallOnCpuExGcMs = 0;
     let largest: Gap | undefined;
+    let longestOnCpu: Gap | undefined;
     for (const gap of this.longGaps) {
       const [start, end, stall, cpu] = gap;
       if (!largest || stall > largest[2]) largest = gap;
+      if (!longestOnCpu || cpu > longestOnCpu[3]) longestOnCpu = gap;
       let gcInGap = 0;
       for (const [gcStart, gcDuration] of this.gcs) {
         gcInGap += Math.max(0, Math.min(end, gcStart + gcDuration) - Math.max(start, gcStart));
@@ -214,6 +223,7 @@ export class StallProbe {
       maxStallOnCpuExGcMs = Math.max(maxStallOnCpuExGcMs, onCpu - gcInGap);
     }
     const largestStall = largest && this.breakdown(largest);
+    const largestOnCpuStall = longestOnCpu && this.breakdown(longestOnCpu);
     const now = performance.now();
     const windows: StallStats['windows'] = {};
     for (const [name, spans] of this.windows) {
@@ -234,6 +244,7 @@ export class StallProbe {
       maxStallOnCpuMs: round(maxStallOnCpuMs),
       maxStallOnCpuExGcMs: round(Math.max(0, maxStallOnCpuExGcMs)),
       ...(largestStall ? { largestStall } : {}),
+      ...(largestOnCpuStall ? { largestOnCpuStall } : {}),
       windows,
       maxGcMs: round(this.gcs.reduce((m, [, d]) => Math.max(m, d), 0)),
       maxGcMsByKind: { ...this.gcByKind },
@@ -242,11 +253,17 @@ export class StallProbe {
     };
   }
 
-  private breakdown([, , ms, cpu, runQueue]: Gap): StallBreakdown | undefined {
+  private breakdown([, end, ms, cpu, runQueue]: Gap): StallBreakdown | undefined {
     if (!this.knowsRunQueue) return undefined;
     const onCpuMs = Math.min(ms, cpu + this.cpuLagMs);
     const runQueueMs = Math.min(ms - onCpuMs, runQueue);
-    return { ms: round(ms), onCpuMs: round(onCpuMs), runQueueMs: round(runQueueMs), blockedMs: round(Math.max(0, ms - onCpuMs - runQueueMs)) };
+    return {
+      ms: round(ms),
+      onCpuMs: round(onCpuMs),
+      runQueueMs: round(runQueueMs),
+      blockedMs: round(Math.max(0, ms - onCpuMs - runQueueMs)),
+      at: Math.round(performance.timeOrigin + end),
+    };
   }
 
   private tick(): void {
