@@ -18,7 +18,12 @@
  *    logs a `job stats` line at shutdown), split into time on a CPU, waiting for one, and blocked.
  *    `--rounds` repeats it; `--compare-helper-nice` runs each round a second time with the job
  *    processes' helper threads at the call thread's priority (JOB_HELPER_THREAD_NICE=0), to show
- *    what agent/thread-priority.ts changes, side by side.
+ *    what agent/thread-priority.ts changes, side by side. `--compare-harness-yields` adds a round in
+ *    which everything but the worker (this process: the callers, consoles and stand-in; and the
+ *    livekit-server) yields the CPU to the worker: Linux shares CPU between sessions first
+ *    (autogroup) and the worker, the server and this process are each a session of their own, so
+ *    by default the worker's ten calls get a third of the machine when all three want it. With
+ *    the others' sessions at nice 19 the worker gets the cores it asks for, as on a host of its own.
  *
  * Prints a table, or one JSON object with `--json`. A section that fails is reported and the other
  * still printed (exit code 1).
@@ -54,6 +59,7 @@ const { values } = parseArgs({
      */
     rounds: { type: 'string', default: '1' },
     'compare-helper-nice': { type: 'boolean', default: false },
+    'compare-harness-yields': { type: 'boolean', default: false },
   },
 });
 const RUNS = positiveInt('--runs', values.runs);
@@ -64,10 +70,24 @@ if (!SECTIONS.every((x) => x === 'latency' || x === 'concurrency')) {
 const CALLS = positiveInt('--calls', values.calls);
 const ROUNDS = positiveInt('--rounds', values.rounds);
 /** The concurrency variants: as shipped, and (to compare) the job processes' helper threads at the call thread's priority. */
-const VARIANTS: { name: string; env: Record<string, string> }[] = [
+const VARIANTS: { name: string; env: Record<string, string>; harnessNice?: number }[] = [
   { name: 'asShipped', env: {} },
   ...(values['compare-helper-nice'] ? [{ name: 'helperThreadNiceOff', env: { JOB_HELPER_THREAD_NICE: '0' } }] : []),
+  ...(values['compare-harness-yields'] ? [{ name: 'harnessYields', env: {}, harnessNice: 19 }] : []),
 ];
+
+/**
+ * The scheduling weight of `pid`'s session (its autogroup) relative to other sessions; root may
+ * also raise it back. Returns false where the kernel has no autogroups.
+ */
+function setAutogroupNice(pid: number, nice: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+    return true;
+  } catch {
+    return false;
+  }
+}
 const WAIT_MS = 30_000;
 const GROQ_SPEED: Latency = { firstTokenMs: 250, tokensPerSec: 400 };
 /** Target from the issue: the Groq-speed median may be at most this much above the fast one. */
@@ -465,7 +485,7 @@ interface JobStats {
    * JOB_STALL_PROBE: the largest busy stall, how much of it the call thread was on a CPU, where
    * its time went, and the same for the largest stall while the caller was on hold.
    */
-  probe?: Pick<StallStats, 'maxStallMs' | 'maxStallOnCpuMs' | 'maxStallOnCpuExGcMs' | 'largestStall'> & {
+  probe?: Pick<StallStats, 'maxStallMs' | 'maxStallOnCpuMs' | 'maxStallOnCpuExGcMs' | 'largestStall' | 'largestOnCpuStall'> & {
     onHold?: StallStats['windows'][string];
   };
 }
@@ -783,6 +803,8 @@ try {
     for (const variant of VARIANTS) {
       const what = `the concurrency bench (${variant.name}, round ${round})`;
       const logName = VARIANTS.length > 1 || ROUNDS > 1 ? `concurrency-${variant.name}-${round}` : 'concurrency';
+      const yielding = [process.pid, server.pid].map((pid) => setAutogroupNice(pid, variant.harnessNice ?? 0));
+      if (variant.harnessNice !== undefined && !yielding.every(Boolean)) progress(`${what}: could not lower the harness's sessions (no autogroup?)`);
       const result = await section('concurrency', () => withDeadline(benchConcurrency(server, variant.env, logName), 10 * 60_000, what), what);
       if (result) (concurrencyRounds[variant.name] ??= []).push(result);
       progress(`${what}: ${result ? `largest job stall ${result.maxJobStallMs} ms, ${result.completed}/${result.calls} completed` : 'FAILED'}`);
@@ -790,6 +812,8 @@ try {
   }
   concurrency = concurrencyRounds.asShipped?.[0];
 } finally {
+  // The session this ran in is the caller's shell's too: give it its weight back.
+  if (VARIANTS.some((v) => v.harnessNice !== undefined)) setAutogroupNice(process.pid, 0);
   await server.stop();
 }
 
@@ -904,6 +928,8 @@ function comparisonTable(c: NonNullable<typeof comparison>): string[] {
   const shipped = c.asShipped;
   const off = c.helperThreadNiceOff;
   if (shipped && off) out.push('', `Largest job stall, helper threads at the call thread's priority / as shipped: ${round(off.maxJobStallMs / shipped.maxJobStallMs, 2)}x`);
+  const yields = c.harnessYields;
+  if (shipped && yields) out.push('', `Largest job stall, as shipped / with the harness yielding the CPU to the worker: ${round(shipped.maxJobStallMs / yields.maxJobStallMs, 2)}x`);
   return out;
 }
 

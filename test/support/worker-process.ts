@@ -48,7 +48,7 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 
 /** Spawn the worker CLI with `args` (e.g. ['start']) without waiting for anything. */
 export function spawnWorker(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts', ...args], {
+  return spawn(process.execPath, [...(process.env.WT_WORKER_NODE_ARGS ? process.env.WT_WORKER_NODE_ARGS.split(' ') : []), '--import', 'tsx', 'agent/main.ts', ...args], {
     cwd: repoRoot,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
