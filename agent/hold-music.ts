@@ -9,9 +9,9 @@
  * - It runs every 100 ms frame through a mixer and a volume pass on the call thread, and hands it
  *   to the native audio source with a 400 ms queue: ten round trips a second through the FFI per
  *   held caller. Here the samples are scaled once per process (in the prewarm) and handed over
- *   half a second at a time into a half-second queue: two round trips a second, a sixth of the
- *   call thread's time (`npm run bench:hold`), and the music plays on through any stall of the
- *   call thread shorter than the queue (the native core takes 10 ms from it on its own thread).
+ *   half a second at a time into a one-second queue: two round trips a second, a sixth of the
+ *   call thread's time (`npm run bench:hold`), and the music plays on through a stall of the call
+ *   thread of a second (the native core takes 10 ms from the queue on its own thread).
  */
 import { AudioFrame, AudioSource, LocalAudioTrack, type Room, TrackPublishOptions } from '@livekit/rtc-node';
 import { audioFramesFromFile, voice } from '@livekit/agents';
@@ -22,8 +22,13 @@ import type { Logger } from './log.js';
 const MAX_SECONDS = 120;
 /** How much music one capture hands the native source: one FFI round trip on the call thread each. */
 export const CHUNK_MS = 500;
-/** The native source's queue: the call thread may stall this long without the caller hearing it. */
-export const QUEUE_MS = 500;
+/**
+ * The native source's queue: how long the call thread may stall before the caller hears a gap.
+ * Measured with `test/e2e/hold-music.test.ts`: about 0.84 s with a 500 ms queue, 1.3 s with this
+ * one (a 1 s stall is heard with the first and not with this). Ten transfers at once on two cores
+ * stalled call threads for up to 614 ms (`npm run bench:e2e`); the margin costs 500 ms of samples.
+ */
+export const QUEUE_MS = 1_000;
 /** The track's name in the caller room (clients may tell hold music from the agent's voice by it). */
 export const HOLD_TRACK_NAME = 'hold_music';
 /** The default loudness of the music next to speech. */
