@@ -3,7 +3,8 @@
  * publishes, a listener subscribes and decodes what arrives. The "music" is a steady tone, so that
  * every 10 ms of silence in what the listener hears is a gap in the music, not a quiet passage
  * (test/support/hold-listener.ts). Checked: a 2.5 s stall of the player's thread fails this test (a
- * 1.2 s gap), and so does this 1 s one with the half-second queue the player had before.
+ * 1.2 s gap); a 1 s stall passed with today's one-second queue and failed with the half-second one
+ * the player had before (a 50 ms gap).
  */
 import { type RemoteTrack, type RemoteTrackPublication, RoomEvent, TrackKind } from '@livekit/rtc-node';
 import { afterEach, describe, expect, it, inject } from 'vitest';
@@ -38,7 +39,7 @@ async function playerAndListener(name: string) {
 }
 
 describe('hold music', () => {
-  it('reaches the caller at its level and without a gap, through a stall of the call thread shorter than its queue; stop takes the track away', async () => {
+  it('reaches the caller at its level and without a gap, through a long stall of the call thread; stop takes the track away', async () => {
     const { listener: caller, music, subscribed } = await playerAndListener('hold-music');
     const arriving = subscribed();
     await music.play();
@@ -47,9 +48,10 @@ describe('hold music', () => {
 
     const listener = new ToneListener(track);
     await eventually(() => listener.loudBlocks() >= 50 || undefined, { timeoutMs: 15_000, what: 'half a second of music' });
-    // The call thread stops for a second (a long task, a GC, a starved CPU): the native queue plays on.
-    const stallMs = 1000;
-    expect(stallMs).toBeLessThan(QUEUE_MS);
+    // The call thread stops for 700 ms (a long task, a GC, a starved CPU): the native queue plays on.
+    // (Not the whole queue: a loaded CI machine refills it late, and this must not be flaky.)
+    const stallMs = 700;
+    expect(stallMs).toBeLessThanOrEqual(QUEUE_MS);
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stallMs);
     // Wait for more music after the stall, so that a gap in it would lie between loud blocks.
     const loudBefore = listener.loudBlocks();
