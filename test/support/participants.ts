@@ -96,11 +96,7 @@ export class TestParticipant {
    * is not mistaken for an earlier one that says the same.
    */
   waitForAgentText(match: (text: string) => boolean, timeoutMs = 20_000, what = 'agent transcription', since = 0): Promise<TextMessage> {
-    return this.texts.waitFor(
-      (m) => m.topic === 'lk.transcription' && m.from !== this.identity && match(m.text) && this.texts.items.indexOf(m) >= since,
-      timeoutMs,
-      what,
-    );
+    return this.texts.waitFor((m) => m.topic === 'lk.transcription' && m.from !== this.identity && match(m.text), timeoutMs, what, since);
   }
 
   remoteIdentities(): string[] {

@@ -85,8 +85,9 @@ export class Inbox<T> {
     }
   }
 
-  waitFor(match: (item: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-    const seen = this.items.find(match);
+  /** With `since` (an earlier `items.length`), only an item that arrived after that counts. */
+  waitFor(match: (item: T) => boolean, timeoutMs: number, what: string, since = 0): Promise<T> {
+    const seen = this.items.find((item, i) => i >= since && match(item));
     if (seen !== undefined) return Promise.resolve(seen);
     let waiter: { match: (item: T) => boolean; resolve: (item: T) => void } | undefined;
     const p = new Promise<T>((resolve) => {
