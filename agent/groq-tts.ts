@@ -85,7 +85,7 @@ class WavChunkedStream extends tts.ChunkedStream {
       const requestId = shortuuid();
       const framer = new AudioByteStream(this.#opts.sampleRate, CHANNELS);
       // flush(): the last words end in a frame shorter than 100 ms, which write() alone keeps back.
-      const frames = [...framer.write(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer), ...framer.flush()];
+      const frames = [...framer.write(pcm), ...framer.flush()];
       frames.forEach((frame, i) => {
         this.queue.put({ requestId, segmentId: requestId, frame, final: i === frames.length - 1 });
       });

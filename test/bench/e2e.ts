@@ -69,12 +69,17 @@ if (!SECTIONS.every((x) => x === 'latency' || x === 'concurrency')) {
 }
 const CALLS = positiveInt('--calls', values.calls);
 const ROUNDS = positiveInt('--rounds', values.rounds);
-/** The concurrency variants: as shipped, and (to compare) the job processes' helper threads at the call thread's priority. */
+/**
+ * The concurrency variants: as shipped, and (to compare) the job processes' helper threads at the
+ * call thread's priority, and the harness's sessions yielding the CPU to the worker (`harnessNice`).
+ */
 const VARIANTS: { name: string; env: Record<string, string>; harnessNice?: number }[] = [
   { name: 'asShipped', env: {} },
   ...(values['compare-helper-nice'] ? [{ name: 'helperThreadNiceOff', env: { JOB_HELPER_THREAD_NICE: '0' } }] : []),
   ...(values['compare-harness-yields'] ? [{ name: 'harnessYields', env: {}, harnessNice: 19 }] : []),
 ];
+/** Only a run that compares yielding touches the sessions' weights (this one is the caller's shell's too). */
+const SETS_AUTOGROUPS = VARIANTS.some((v) => v.harnessNice !== undefined);
 
 /**
  * The scheduling weight of `pid`'s session (its autogroup) relative to other sessions; root may
@@ -803,8 +808,10 @@ try {
     for (const variant of VARIANTS) {
       const what = `the concurrency bench (${variant.name}, round ${round})`;
       const logName = VARIANTS.length > 1 || ROUNDS > 1 ? `concurrency-${variant.name}-${round}` : 'concurrency';
-      const yielding = [process.pid, server.pid].map((pid) => setAutogroupNice(pid, variant.harnessNice ?? 0));
-      if (variant.harnessNice !== undefined && !yielding.every(Boolean)) progress(`${what}: could not lower the harness's sessions (no autogroup?)`);
+      if (SETS_AUTOGROUPS) {
+        const set = [process.pid, server.pid].map((pid) => setAutogroupNice(pid, variant.harnessNice ?? 0));
+        if (variant.harnessNice !== undefined && !set.every(Boolean)) progress(`${what}: could not lower the harness's sessions (no autogroup?)`);
+      }
       const result = await section('concurrency', () => withDeadline(benchConcurrency(server, variant.env, logName), 10 * 60_000, what), what);
       if (result) (concurrencyRounds[variant.name] ??= []).push(result);
       progress(`${what}: ${result ? `largest job stall ${result.maxJobStallMs} ms, ${result.completed}/${result.calls} completed` : 'FAILED'}`);
@@ -813,7 +820,7 @@ try {
   concurrency = concurrencyRounds.asShipped?.[0];
 } finally {
   // The session this ran in is the caller's shell's too: give it its weight back.
-  if (VARIANTS.some((v) => v.harnessNice !== undefined)) setAutogroupNice(process.pid, 0);
+  if (SETS_AUTOGROUPS) setAutogroupNice(process.pid, 0);
   await server.stop();
 }
 
