@@ -1,6 +1,6 @@
 /**
  * `npm run bench:e2e [-- --runs 20] [-- --calls 10] [-- --section latency|concurrency] [-- --json]
- * [-- --rounds 2 --compare-helper-nice]`:
+ * [-- --rounds 2 --compare-helper-nice] [-- --compare-env NAME=VALUE]`:
  * end-to-end benchmarks against a real livekit-server and the real worker process, inside the test
  * network namespace.
  *
@@ -18,7 +18,8 @@
  *    logs a `job stats` line at shutdown), split into time on a CPU, waiting for one, and blocked.
  *    `--rounds` repeats it; `--compare-helper-nice` runs each round a second time with the job
  *    processes' helper threads at the call thread's priority (JOB_HELPER_THREAD_NICE=0), to show
- *    what agent/thread-priority.ts changes, side by side. `--compare-harness-yields` adds a round in
+ *    what agent/thread-priority.ts changes, side by side. `--compare-env NAME=VALUE` adds a round
+ *    with that variable in the worker's environment. `--compare-harness-yields` adds a round in
  *    which everything but the worker (this process: the callers, consoles and stand-in; and the
  *    livekit-server) yields the CPU to the worker: Linux shares CPU between sessions first
  *    (autogroup) and the worker, the server and this process are each a session of their own, so
@@ -60,6 +61,11 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     'compare-helper-nice': { type: 'boolean', default: false },
     'compare-harness-yields': { type: 'boolean', default: false },
+    /**
+     * `NAME=VALUE`, repeatable: one more variant per flag, with that variable in the worker's
+     * environment (and its jobs'), e.g. `NODE_OPTIONS=--max-semi-space-size=32`.
+     */
+    'compare-env': { type: 'string', multiple: true, default: [] },
   },
 });
 const RUNS = positiveInt('--runs', values.runs);
@@ -77,6 +83,11 @@ const VARIANTS: { name: string; env: Record<string, string>; harnessNice?: numbe
   { name: 'asShipped', env: {} },
   ...(values['compare-helper-nice'] ? [{ name: 'helperThreadNiceOff', env: { JOB_HELPER_THREAD_NICE: '0' } }] : []),
   ...(values['compare-harness-yields'] ? [{ name: 'harnessYields', env: {}, harnessNice: 19 }] : []),
+  ...(values['compare-env'] ?? []).map((pair) => {
+    const eq = pair.indexOf('=');
+    if (eq < 1) throw new Error(`--compare-env takes NAME=VALUE, got ${pair}`);
+    return { name: pair, env: { [pair.slice(0, eq)]: pair.slice(eq + 1) } };
+  }),
 ];
 /** Only a run that compares yielding touches the sessions' weights (this one is the caller's shell's too). */
 const SETS_AUTOGROUPS = VARIANTS.some((v) => v.harnessNice !== undefined);
@@ -807,7 +818,7 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const variant of VARIANTS) {
       const what = `the concurrency bench (${variant.name}, round ${round})`;
-      const logName = VARIANTS.length > 1 || ROUNDS > 1 ? `concurrency-${variant.name}-${round}` : 'concurrency';
+      const logName = VARIANTS.length > 1 || ROUNDS > 1 ? `concurrency-${variant.name.replace(/[^\w.-]+/g, '_')}-${round}` : 'concurrency';
       if (SETS_AUTOGROUPS) {
         const set = [process.pid, server.pid].map((pid) => setAutogroupNice(pid, variant.harnessNice ?? 0));
         if (variant.harnessNice !== undefined && !set.every(Boolean)) progress(`${what}: could not lower the harness's sessions (no autogroup?)`);

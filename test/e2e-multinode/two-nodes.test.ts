@@ -9,10 +9,10 @@
  * (198.18.0.2, the other end of the veth pair scripts/in-test-netns.sh makes), so media to a room
  * really goes to the address of the node that hosts it.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { type TransferRecord, type TransferStore, openTransferStore } from '../../db/store.js';
 import { type RunningLiveKitServer, startLiveKitServer } from '../../scripts/livekit-dev-server.js';
 import { ReferenceConsole } from '../support/console.js';
@@ -20,8 +20,9 @@ import { type GroqStandIn, startGroqStandIn } from '../support/groq-standin.js';
 import { TestParticipant, serverApi, uniqueRoom } from '../support/participants.js';
 import { type RunningRedis, redisCommand, startRedisServer } from '../support/redis-server.js';
 import { GROQ_KEY, TRANSFER_PHRASE, scriptedResponder } from '../support/transfer-rig.js';
+import { snapshotProcessGroup } from '../support/process-snapshot.js';
 import { eventually } from '../support/wait.js';
-import { type WorkerProcess, freePort, startWorker } from '../support/worker-process.js';
+import { type WorkerProcess, compactLogLine, freePort, startWorker } from '../support/worker-process.js';
 
 /** How many calls (in pairs that run at the same time). */
 const CALLS = 6;
@@ -164,11 +165,42 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(people.splice(0).map((p) => p.leave().catch(() => undefined)));
   await Promise.all(workers.map((w) => w.process.stop()));
+  // For hunting rare failures: both workers' whole output, passed runs too (see README, Tests).
+  const keep = process.env.WT_WORKER_LOG_DIR;
+  if (keep) for (const w of workers) writeFileSync(join(keep, `${agentName}-${w.label}-${Date.now().toString(36)}.log`), w.process.output());
   await store?.close();
   await groq?.close();
   await Promise.all(nodes.map((n) => n.server.stop()));
   await redis?.stop();
 }, 60_000);
+
+/**
+ * A failed test prints what both workers said, what each console saw, and both workers' process
+ * states, with the failure last: CI keeps only the tail of its log and no other trace of the run.
+ */
+function explainIfFailed(): void {
+  const marks = new Map(workers.map((w) => [w, w.process.lines.items.length]));
+  onTestFailed(async (ctx) => {
+    const failure = (ctx.task.result?.errors ?? []).map((e) => e.message.split('\n').slice(0, 6).join('\n'));
+    // The pair that was running: the last two consoles.
+    const consoles = people.filter((p): p is ReferenceConsole => p instanceof ReferenceConsole).slice(-2);
+    const parts: string[] = [];
+    for (const w of workers) {
+      parts.push(`--- worker ${w.label}'s processes at the failure ---`, await snapshotProcessGroup(w.process.pid, new Set()).catch((err: unknown) => `(no snapshot: ${String(err)})`));
+    }
+    for (const c of consoles) parts.push(`--- ${c.identity} steps; errors: ${JSON.stringify(c.errors.items)} ---`, ...c.trace);
+    for (const w of workers) {
+      const lines = w.process.lines.items.slice(marks.get(w)).map(compactLogLine).filter((l) => l !== undefined);
+      parts.push(`--- worker ${w.label} (pid ${w.process.pid}): info and above during the test (${lines.length} lines, last 45) ---`, ...lines.slice(-45));
+    }
+    parts.push(`--- ${ctx.task.name}: failed with ---`, ...failure);
+    const text = parts.join('\n');
+    console.error(text);
+    // npm test prints these again after the summary, where a CI log's tail keeps them.
+    const dir = process.env.WT_FAILURE_LOG_DIR;
+    if (dir) writeFileSync(join(dir, `multinode-${Date.now().toString(36)}.log`), `${text}\n`);
+  });
+}
 
 interface LiveCall {
   index: number;
@@ -272,6 +304,7 @@ describe('two LiveKit nodes sharing Redis, one worker on each', () => {
   });
 
   it(`${CALLS} warm transfers across nodes all complete, spread over both workers, recorded in one database`, async () => {
+    explainIfFailed();
     const results: CallResult[] = [];
     // Calls go in pairs that run at the same time. Each worker takes one call at a time
     // (WORKER_MAX_JOBS=1), so a worker with a call tells LiveKit it is full, and the second call

@@ -14,7 +14,7 @@ import { type ReferenceConsole, ReferenceConsole as Console, type ConsoleOptions
 import { type ChatRequestInfo, type ChatStep, type GroqStandIn, startGroqStandIn } from './groq-standin.js';
 import { type ServerInfo, TestParticipant, serverApi, uniqueRoom } from './participants.js';
 import { eventually } from './wait.js';
-import { type WorkerProcess, startWorker } from './worker-process.js';
+import { type WorkerProcess, compactLogLine, startWorker } from './worker-process.js';
 
 export const GROQ_KEY = 'gsk_test_transfer';
 export const TRANSFER_PHRASE = 'speak to a person';
@@ -145,9 +145,10 @@ export async function startRig(server: ServerInfo, env: Record<string, string> =
         // The callers' job processes (their pids are in the lines about these rooms) get a native stack.
         const callPids = new Set(lines.flatMap((l) => (l.includes('"room":') ? [...l.matchAll(/"pid":(\d+)/g)].map((m) => Number(m[1])) : [])));
         // Most telling last: a CI log keeps the tail.
+        const brief = lines.map(compactLogLine).filter((l) => l !== undefined);
         const text = [
-          `--- ${ctx.task.name}: worker output since ${room} started (${lines.length} lines, last 200) ---`,
-          ...lines.slice(-200),
+          `--- ${ctx.task.name}: worker output since ${room} started, info and above (${brief.length} lines, last 80) ---`,
+          ...brief.slice(-80),
           `--- console errors (${errors.length}) ---`,
           ...errors,
           ...consoles.flatMap((c) => [`--- ${c.identity} steps ---`, ...c.trace]),

@@ -136,3 +136,17 @@ export async function startWorker(opts: WorkerProcessOptions): Promise<WorkerPro
   }
   return worker;
 }
+
+/** A worker log line in one short line (time, pid, level, message, transfer, error), or undefined for debug lines. */
+export function compactLogLine(line: string): string | undefined {
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line.slice(0, 200);
+  }
+  if (typeof r.level === 'number' && r.level < 30) return undefined;
+  const err = r.err as { message?: unknown } | undefined;
+  const time = typeof r.time === 'number' ? new Date(r.time).toISOString().slice(11, 23) : '';
+  return [time, r.pid, r.level, r.msg, r.transferId, r.room ?? r.room_id, err?.message ?? r.reason].filter((x) => x !== undefined && x !== '').join(' ').slice(0, 300);
+}
