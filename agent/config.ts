@@ -275,7 +275,7 @@ export const CONFIG_VARS = {
   jobStallProbe: {
     name: 'JOB_STALL_PROBE',
     description:
-      "Measure each call's event-loop stalls with a 5 ms probe (it costs about 1.5% of a core per call) and report them in the `job stats` log line: the largest, split into time on a CPU, waiting for a CPU and blocked; the one that held a CPU longest; the largest while the caller is on hold; each with the time it ended, to find it in the log. For diagnosis and benchmarks.",
+      "Measure each call's event-loop stalls with a 5 ms probe (it costs about 1.5% of a core per call) and report them in the `job stats` log line: the largest, split into time on a CPU, waiting for a CPU and blocked; the one that held a CPU longest; the largest from the moment the call room is connected (`inCall`: audio can flow) and while the caller is on hold; each with the time it ended, to find it in the log. For diagnosis and benchmarks.",
     expected: 'true or false',
     defaultText: 'false',
     parse: (raw) => boolean(raw, false),

@@ -167,6 +167,12 @@ export default defineAgent({
       await closeSessionChannel(session, log);
     }
     await ctx.connect();
+    // From here audio can flow (the caller's, ours, hold music): stalls from now on are the ones a
+    // caller could hear. Job start-up before it (session construction, connecting) is reported
+    // with the rest but can stall no audio.
+    const inCallDelay = monitorEventLoopDelay({ resolution: 5 });
+    inCallDelay.enable();
+    const endInCallWindow = probe?.window('inCall');
     if (!session) {
       transcriber = new AssistTranscriber(ctx.room, transcript, { config, vad: ctx.proc.userData.vad, textOnly, log });
       transcriber.start();
@@ -266,12 +272,15 @@ export default defineAgent({
 
     ctx.addShutdownCallback(async () => {
       loopDelay.disable();
+      inCallDelay.disable();
+      endInCallWindow?.();
       clearInterval(rssTimer);
       const stalls = probe?.stop();
       log.info(
         {
           loopDelayMaxMs: Math.round(loopDelay.max / 1e5) / 10,
           loopDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e5) / 10,
+          inCallLoopDelayMaxMs: Math.round(inCallDelay.max / 1e5) / 10,
           ...(stalls
             ? {
                 stallProbe: {
@@ -281,6 +290,7 @@ export default defineAgent({
                   maxStallOnCpuExGcMs: stalls.maxStallOnCpuExGcMs,
                   largestStall: stalls.largestStall,
                   largestOnCpuStall: stalls.largestOnCpuStall,
+                  inCall: stalls.windows.inCall,
                   onHold: stalls.windows.onHold,
                   maxGcMs: stalls.maxGcMs,
                 },

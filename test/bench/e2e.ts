@@ -493,6 +493,8 @@ interface JobStats {
   room: string;
   loopDelayMaxMs: number;
   loopDelayP99Ms: number;
+  /** The same as loopDelayMaxMs from the moment the call's room is connected: while audio can flow. */
+  inCallLoopDelayMaxMs?: number;
   peakRssMb: number;
   cpuUserMs: number;
   /** Threads the job process moved below its call thread's priority (agent/thread-priority.ts). */
@@ -502,6 +504,7 @@ interface JobStats {
    * its time went, and the same for the largest stall while the caller was on hold.
    */
   probe?: Pick<StallStats, 'maxStallMs' | 'maxStallOnCpuMs' | 'maxStallOnCpuExGcMs' | 'largestStall' | 'largestOnCpuStall'> & {
+    inCall?: StallStats['windows'][string];
     onHold?: StallStats['windows'][string];
   };
 }
@@ -515,6 +518,7 @@ function jobStatsOf(line: string): JobStats | undefined {
       room: String(r.room),
       loopDelayMaxMs: Number(r.loopDelayMaxMs),
       loopDelayP99Ms: Number(r.loopDelayP99Ms),
+      inCallLoopDelayMaxMs: typeof r.inCallLoopDelayMaxMs === 'number' ? r.inCallLoopDelayMaxMs : undefined,
       peakRssMb: Number(r.peakRssMb),
       cpuUserMs: Number(r.cpuUserMs),
       helperThreadsLowered: Number(r.helperThreadsLowered ?? 0),
@@ -712,6 +716,7 @@ async function benchConcurrency(server: RunningLiveKitServer, variantEnv: Record
         helperThreadsLowered: s?.helperThreadsLowered,
         loopDelayMaxMs: s?.loopDelayMaxMs,
         loopDelayP99Ms: s?.loopDelayP99Ms,
+        inCallLoopDelayMaxMs: s?.inCallLoopDelayMaxMs,
         probe: s?.probe,
         watchdogMaxCodeStallMs: s ? (stalls.get(s.pid)?.code ?? 0) : undefined,
         watchdogMaxHostStallMs: s ? (stalls.get(s.pid)?.host ?? 0) : undefined,
@@ -735,6 +740,12 @@ async function benchConcurrency(server: RunningLiveKitServer, variantEnv: Record
       maxJobStallMs: Math.max(...withStats.map((j) => j.loopDelayMaxMs!)),
       medianJobStallMs: round(median(withStats.map((j) => j.loopDelayMaxMs!)), 1),
       maxJobP99Ms: Math.max(...withStats.map((j) => j.loopDelayP99Ms!)),
+      // The issue's target is for stalls "while audio would be flowing": from the moment each call's
+      // room is connected to the job's end. Job start-up before that (session construction,
+      // connecting) is in maxJobStallMs above, and stalls no audio.
+      maxJobInCallStallMs: Math.max(0, ...withStats.map((j) => j.inCallLoopDelayMaxMs ?? 0)),
+      medianJobInCallStallMs: round(median(withStats.map((j) => j.inCallLoopDelayMaxMs ?? 0)), 1),
+      largestJobInCallStall: largestOf((j) => j.probe?.inCall?.largestStall),
       // The stall probe in each job (1 ms timer): busy stalls, and the part of them the call thread was on a CPU.
       maxJobBusyStallMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallMs ?? 0)),
       maxJobOnCpuStallMs: Math.max(0, ...withStats.map((j) => j.probe?.maxStallOnCpuMs ?? 0)),
@@ -825,7 +836,9 @@ try {
       }
       const result = await section('concurrency', () => withDeadline(benchConcurrency(server, variant.env, logName), 10 * 60_000, what), what);
       if (result) (concurrencyRounds[variant.name] ??= []).push(result);
-      progress(`${what}: ${result ? `largest job stall ${result.maxJobStallMs} ms, ${result.completed}/${result.calls} completed` : 'FAILED'}`);
+      progress(
+        `${what}: ${result ? `largest job stall in call ${result.maxJobInCallStallMs} ms (whole job ${result.maxJobStallMs} ms), ${result.completed}/${result.calls} completed` : 'FAILED'}`,
+      );
     }
   }
   concurrency = concurrencyRounds.asShipped?.[0];
@@ -843,6 +856,9 @@ function roundsSummary(results: ConcurrencyResult[]) {
   return {
     rounds: results.length,
     completed: results.map((r) => `${r.completed}/${r.calls}`),
+    maxJobInCallStallMs: m((r) => r.maxJobInCallStallMs),
+    maxJobInCallStallsMs: results.map((r) => r.maxJobInCallStallMs),
+    largestInCallRunQueueMs: m((r) => r.largestJobInCallStall?.runQueueMs),
     maxJobStallMs: m((r) => r.maxJobStallMs),
     medianJobStallMs: m((r) => r.medianJobStallMs),
     largestStallRunQueueMs: m((r) => r.largestJobStall?.runQueueMs),
@@ -911,7 +927,9 @@ function concurrencyTable(c: NonNullable<typeof concurrency>): string[] {
     `| whole process tree peak RSS | ${c.peakTreeRssMb} MB |`,
     `| process tree CPU during the run | ${c.treeCpuMsDuringRun} ms |`,
     `| cores used while the transfers ran: worker and its jobs / callers, consoles and stand-in / livekit-server / stolen by the hypervisor | ${c.coresWhileTransferring.worker} / ${c.coresWhileTransferring.harness} / ${c.coresWhileTransferring.server} / ${c.coresWhileTransferring.stolen} |`,
-    `| largest job event-loop stall | ${c.maxJobStallMs} ms (median of jobs ${c.medianJobStallMs} ms; target < ${TARGET_STALL_MS} ms) |`,
+    `| **largest job event-loop stall while audio can flow** (room connected to job end) | **${c.maxJobInCallStallMs} ms** (median of jobs ${c.medianJobInCallStallMs} ms; target < ${TARGET_STALL_MS} ms) |`,
+    `| the largest of them (stall probe): on a CPU / waiting in the run queue for a CPU / blocked | ${breakdown(c.largestJobInCallStall)} |`,
+    `| largest job event-loop stall, whole job (start-up included) | ${c.maxJobStallMs} ms (median of jobs ${c.medianJobStallMs} ms) |`,
     `| largest job loop delay p99 | ${c.maxJobP99Ms} ms |`,
     `| stall probe in the jobs: largest busy stall / of it the call thread on a CPU / the same without GC | ${c.maxJobBusyStallMs} / ${c.maxJobOnCpuStallMs} / ${c.maxJobOnCpuStallExGcMs} ms |`,
     `| the largest of them: on a CPU / waiting in the run queue for a CPU / blocked | ${breakdown(c.largestJobStall)} |`,
@@ -920,11 +938,11 @@ function concurrencyTable(c: NonNullable<typeof concurrency>): string[] {
     `| runtime watchdog, largest stall in a job: blocking code / host did not run the process | ${c.watchdogMaxCodeStallMs} / ${c.watchdogMaxHostStallMs} ms |`,
     `| the same, only while the transfer ran (requested to ended) | ${c.watchdogInTransferCodeStallMs} / ${c.watchdogInTransferHostStallMs} ms |`,
     '',
-    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | loop p99 ms | probe busy / on CPU ms | on hold: busy / on CPU / run queue ms | watchdog code / host ms | in transfer | hold music heard / gaps ms |`,
-    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
+    `| job | done | tool call -> Agent B ms | peak RSS MB | CPU during run ms | loop max ms | in call ms | loop p99 ms | probe busy / on CPU ms | on hold: busy / on CPU / run queue ms | watchdog code / host ms | in transfer | hold music heard / gaps ms |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
   );
   for (const j of c.jobs) {
-    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.probe?.onHold?.largestStall ? `${j.probe.onHold.largestStall.ms} / ${j.probe.onHold.largestStall.onCpuMs} / ${j.probe.onHold.largestStall.runQueueMs}` : '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} | ${j.holdMusic ? `${j.holdMusic.heardMs} / ${j.holdMusic.gapMs}` : '-'} |`);
+    out.push(`| ${j.room} | ${j.completed ? 'yes' : `no: ${j.error}`} | ${j.toolCallToAgentBMs ?? '-'} | ${j.peakRssMb ?? '-'} | ${j.cpuMsDuringRun ?? '-'} | ${j.loopDelayMaxMs ?? '-'} | ${j.inCallLoopDelayMaxMs ?? '-'} | ${j.loopDelayP99Ms ?? '-'} | ${j.probe?.maxStallMs ?? '-'} / ${j.probe?.maxStallOnCpuMs ?? '-'} | ${j.probe?.onHold?.largestStall ? `${j.probe.onHold.largestStall.ms} / ${j.probe.onHold.largestStall.onCpuMs} / ${j.probe.onHold.largestStall.runQueueMs}` : '-'} | ${j.watchdogMaxCodeStallMs ?? '-'} / ${j.watchdogMaxHostStallMs ?? '-'} | ${j.watchdogInTransferCodeStallMs ?? '-'} / ${j.watchdogInTransferHostStallMs ?? '-'} | ${j.holdMusic ? `${j.holdMusic.heardMs} / ${j.holdMusic.gapMs}` : '-'} |`);
   }
   out.push('', c.note);
   return out;
@@ -935,12 +953,12 @@ function comparisonTable(c: NonNullable<typeof comparison>): string[] {
     '',
     `Concurrency, medians over rounds (${ROUNDS} each; the variants ran one after the other in each round)`,
     '',
-    '| variant | completed | largest job stall | median job stall | largest: run queue / blocked | largest on-CPU stall | transfers done | tool call -> Agent B p50 | largest stall by round | hold music gaps / heard, by round |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| variant | completed | largest stall in call (audio can flow) | of it run queue | in call, by round | largest job stall (whole job) | median job stall | largest: run queue / blocked | largest on-CPU stall | transfers done | tool call -> Agent B p50 | largest stall by round | hold music gaps / heard, by round |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const [name, v] of Object.entries(c)) {
     out.push(
-      `| ${name} | ${v.completed.join(', ')} | ${v.maxJobStallMs} ms | ${v.medianJobStallMs} ms | ${v.largestStallRunQueueMs} / ${v.largestStallBlockedMs} ms | ${v.maxJobOnCpuStallMs} ms | ${v.transfersMs} ms | ${v.toolCallToAgentBP50Ms} ms | ${v.maxJobStallsMs.join(', ')} | ${v.holdMusicGapMs.map((g, i) => `${g} / ${v.holdMusicHeardMs[i]} ms`).join(', ')} |`,
+      `| ${name} | ${v.completed.join(', ')} | ${v.maxJobInCallStallMs} ms | ${v.largestInCallRunQueueMs} ms | ${v.maxJobInCallStallsMs.join(', ')} | ${v.maxJobStallMs} ms | ${v.medianJobStallMs} ms | ${v.largestStallRunQueueMs} / ${v.largestStallBlockedMs} ms | ${v.maxJobOnCpuStallMs} ms | ${v.transfersMs} ms | ${v.toolCallToAgentBP50Ms} ms | ${v.maxJobStallsMs.join(', ')} | ${v.holdMusicGapMs.map((g, i) => `${g} / ${v.holdMusicHeardMs[i]} ms`).join(', ')} |`,
     );
   }
   const shipped = c.asShipped;
