@@ -20,6 +20,10 @@ export default defineConfig({
           // e2e tests share one livekit-server and one worker per file; run files one at a time
           // so jobs from one file never land in another file's rooms.
           fileParallelism: false,
+          // After the unit project (group 0), so the two never compete for the CPU. Without an
+          // explicit order vitest puts a one-file-at-a-time project in a group of its own that runs
+          // last, after every numbered group.
+          sequence: { groupOrder: 1 },
           testTimeout: 120_000,
           hookTimeout: 180_000,
         },
@@ -31,9 +35,9 @@ export default defineConfig({
           // No shared server: each file starts its own Redis, LiveKit nodes and workers.
           env: { NODE_ENV: 'production' },
           fileParallelism: false,
-          // Runs after the other projects (group 0), so its servers and workers never compete for
-          // the CPU with the e2e project's.
-          sequence: { groupOrder: 1 },
+          // Runs after the other projects, so its servers and workers never compete for the CPU
+          // with the e2e project's.
+          sequence: { groupOrder: 2 },
           testTimeout: 300_000,
           hookTimeout: 300_000,
         },
