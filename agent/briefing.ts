@@ -182,7 +182,9 @@ export class Briefing {
       },
     });
     this.#agent = agent;
-    const session = new voice.AgentSession(this.opts.textOnly ? { ...this.opts.session, stt: undefined, tts: undefined, vad: null } : this.opts.session);
+    const session = new voice.AgentSession(
+      this.opts.textOnly ? { ...this.opts.session, stt: undefined, tts: undefined, vad: null, turnHandling: { turnDetection: null } } : this.opts.session,
+    );
     this.#session = session;
     if (this.opts.phone) {
       // The first words from a phone that was "answered" tell a person from a voicemail box.

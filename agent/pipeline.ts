@@ -17,7 +17,9 @@ export function buildVoicePipeline(
     apiKey: config.groq.apiKey,
     baseURL: config.groq.openaiBaseURL,
   });
-  if (opts.textOnly) return { llm, vad: null };
+  // Text comes in whole turns (textInputCallback): no VAD, and no turn detector to build, which
+  // without a VAD the framework would only warn about and drop.
+  if (opts.textOnly) return { llm, vad: null, turnHandling: { turnDetection: null } };
   return {
     llm,
     vad: opts.vad,

@@ -99,6 +99,9 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
     expect(record.events.map((e) => e.phase)).toEqual(['requested', 'summarizing', 'offering', 'briefing', 'connecting', 'ended']);
     expect(t.summarySource).toBe('llm');
     expect(t.reason).toContain('rejoin');
+    // Text-only sessions (Agent A's and the briefing's) are built with no turn detector: without a
+    // VAD the framework would build one, warn, and drop it on every session.
+    expect(rig.worker.output()).not.toContain('TurnDetector requires a VAD model');
   });
 
   it('a stranger cannot answer an offer made to another console, and malformed answers get a clear RPC error', async () => {
