@@ -492,6 +492,7 @@ interface JobStats {
   pid: number;
   room: string;
   loopDelayMaxMs: number;
+  /** p99 of the loop delay from the moment the call's room is connected. */
   loopDelayP99Ms: number;
   /** The same as loopDelayMaxMs from the moment the call's room is connected: while audio can flow. */
   inCallLoopDelayMaxMs?: number;
@@ -517,7 +518,7 @@ function jobStatsOf(line: string): JobStats | undefined {
       pid: Number(r.pid),
       room: String(r.room),
       loopDelayMaxMs: Number(r.loopDelayMaxMs),
-      loopDelayP99Ms: Number(r.loopDelayP99Ms),
+      loopDelayP99Ms: Number(r.inCallLoopDelayP99Ms),
       inCallLoopDelayMaxMs: typeof r.inCallLoopDelayMaxMs === 'number' ? r.inCallLoopDelayMaxMs : undefined,
       peakRssMb: Number(r.peakRssMb),
       cpuUserMs: Number(r.cpuUserMs),
@@ -784,7 +785,7 @@ async function benchConcurrency(server: RunningLiveKitServer, variantEnv: Record
       note:
         'text-only calls: no caller audio and no speech, only hold music while a caller is on hold, so the job loops carry ' +
         'less than a voice call. loopDelay* come from each job ' +
-        "process's own monitorEventLoopDelay (5 ms resolution), from job start to shutdown; RSS and CPU of jobs are their whole " +
+        "process's own monitorEventLoopDelay (5 ms resolution), from job start to shutdown (in call: from the call room connected; p99 in call); RSS and CPU of jobs are their whole " +
         'process lifetime (prewarm included) unless marked DuringRun.',
     };
   } finally {
@@ -930,7 +931,7 @@ function concurrencyTable(c: NonNullable<typeof concurrency>): string[] {
     `| **largest job event-loop stall while audio can flow** (room connected to job end) | **${c.maxJobInCallStallMs} ms** (median of jobs ${c.medianJobInCallStallMs} ms; target < ${TARGET_STALL_MS} ms) |`,
     `| the largest of them (stall probe): on a CPU / waiting in the run queue for a CPU / blocked | ${breakdown(c.largestJobInCallStall)} |`,
     `| largest job event-loop stall, whole job (start-up included) | ${c.maxJobStallMs} ms (median of jobs ${c.medianJobStallMs} ms) |`,
-    `| largest job loop delay p99 | ${c.maxJobP99Ms} ms |`,
+    `| largest job loop delay p99 (in call) | ${c.maxJobP99Ms} ms |`,
     `| stall probe in the jobs: largest busy stall / of it the call thread on a CPU / the same without GC | ${c.maxJobBusyStallMs} / ${c.maxJobOnCpuStallMs} / ${c.maxJobOnCpuStallExGcMs} ms |`,
     `| the largest of them: on a CPU / waiting in the run queue for a CPU / blocked | ${breakdown(c.largestJobStall)} |`,
     `| largest busy stall while a caller was on hold (music playing), and the same split | ${c.maxJobOnHoldStallMs} ms; ${breakdown(c.largestJobOnHoldStall)} |`,
