@@ -83,7 +83,11 @@ const SESSION_START_TIMEOUT_MS = 15_000;
 const STEP_TIMEOUT_MS = 5_000;
 
 export class Briefing {
-  readonly room = new Room();
+  #room = new Room();
+  /** The worker's connection to the consult room (a new one after `reconnect`). */
+  get room(): Room {
+    return this.#room;
+  }
   #session: voice.AgentSession | undefined;
   #agent: voice.Agent | undefined;
   #decide!: (d: BriefingDecision) => void;
@@ -106,26 +110,44 @@ export class Briefing {
   }
 
   async #open(): Promise<void> {
-    this.room.on(RoomEvent.ParticipantConnected, (p: RemoteParticipant) => {
-      if (p.identity === this.opts.agentBIdentity) this.#agentBArrived();
+    // Events count only from the current connection: a replaced one (see reconnect) is history.
+    const room = this.#room;
+    const current = () => room === this.#room;
+    room.on(RoomEvent.ParticipantConnected, (p: RemoteParticipant) => {
+      if (current() && p.identity === this.opts.agentBIdentity) this.#agentBArrived();
     });
-    this.room.on(RoomEvent.ParticipantDisconnected, (p: RemoteParticipant) => {
-      if (p.identity === this.opts.agentBIdentity) this.#decide({ kind: 'left' });
+    room.on(RoomEvent.ParticipantDisconnected, (p: RemoteParticipant) => {
+      if (current() && p.identity === this.opts.agentBIdentity) this.#decide({ kind: 'left' });
     });
-    await this.room.connect(this.opts.url, this.opts.token, { autoSubscribe: true, dynacast: false });
+    await room.connect(this.opts.url, this.opts.token, { autoSubscribe: true, dynacast: false });
     if (this.opts.phone) {
-      this.room.on(RoomEvent.DtmfReceived, (_code: number, digit: string, p: RemoteParticipant) => {
-        if (p.identity !== this.opts.agentBIdentity) return;
+      room.on(RoomEvent.DtmfReceived, (_code: number, digit: string, p: RemoteParticipant) => {
+        if (!current() || p.identity !== this.opts.agentBIdentity) return;
         const decision = decisionFromDtmf(digit);
         if (decision === 'connect') this.#decide({ kind: 'connect', via: 'dtmf' });
         else if (decision === 'decline') this.#decide({ kind: 'decline', reason: 'declined on the phone keypad' });
       });
     }
-    const local = this.room.localParticipant!;
+    const local = room.localParticipant!;
     local.registerRpcMethod(RPC.connect, (data) => this.#onConnect(data));
     local.registerRpcMethod(RPC.decline, (data) => this.#onDecline(data));
     local.registerRpcMethod(RPC.readBrief, (data) => this.#onReadBrief(data));
-    if (this.room.remoteParticipants.has(this.opts.agentBIdentity)) this.#agentBArrived();
+    if (room.remoteParticipants.has(this.opts.agentBIdentity)) this.#agentBArrived();
+  }
+
+  /**
+   * Replace the consult-room connection with a fresh one, before the briefing starts. For a
+   * connection that never heard of Agent B although the server lists them in the room (see
+   * presence.ts): a new connection's join lists everyone already there. Same identity, so the
+   * server ends the old connection's session; we also leave it ourselves, without waiting on it.
+   */
+  async reconnect(): Promise<void> {
+    if (this.#closed || this.#session) throw new Error('the consult-room connection can be replaced only before the briefing starts');
+    const stale = this.#room;
+    this.#room = new Room();
+    this.#opening = this.#open();
+    void atMost(stale.disconnect(), STEP_TIMEOUT_MS).catch(() => undefined);
+    await this.#opening;
   }
 
   /** A newer summary arrived before the briefing started: brief from that one. */
@@ -211,7 +233,10 @@ export class Briefing {
     await boundedStep(closeSessionChannel(session, this.opts.log), STEP_TIMEOUT_MS, "closing the briefing session's lk.agent.session channel", this.opts.log);
     // Only now that the session listens: Agent B answers what is on screen ("put her through"),
     // and words sent before the session reads the chat would be dropped.
-    await boundedStep(this.#sendSummary(), STEP_TIMEOUT_MS, "sending the summary to Agent B's screen", this.opts.log);
+    const sending = this.#sendSummary().then(() =>
+      this.opts.log.info({ agentB: this.opts.agentBIdentity, source: this.opts.summaryMessage.source }, "the summary is sent to Agent B's screen"),
+    );
+    await boundedStep(sending, STEP_TIMEOUT_MS, "sending the summary to Agent B's screen", this.opts.log);
     if (this.opts.speakBriefOnStart ?? true) {
       session.say(this.opts.phone ? `${this.opts.spokenBrief} ${PHONE_DECISION_PROMPT}` : this.opts.spokenBrief, { allowInterruptions: true, addToChatCtx: true });
     }

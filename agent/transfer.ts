@@ -33,6 +33,7 @@ import {
 import type { ConsoleInfo, Desk } from './desk.js';
 import type { Hold } from './hold.js';
 import { joinAgentB } from './join.js';
+import { waitForArrival, serverPresence } from './presence.js';
 import { HEARTBEAT_INTERVAL_MS } from './recovery.js';
 import type { Logger } from './log.js';
 import type { Summarizer } from './summarizer.js';
@@ -87,7 +88,7 @@ export interface TransferDeps {
   /** Plain-text transcript for Agent B, redacted for speaking. */
   transcriptForAgentB: () => string;
   store?: TransferStore;
-  roomService: Pick<RoomServiceClient, 'createRoom' | 'deleteRoom' | 'moveParticipant' | 'removeParticipant'>;
+  roomService: Pick<RoomServiceClient, 'createRoom' | 'deleteRoom' | 'getParticipant' | 'moveParticipant' | 'removeParticipant'>;
   dispatch?: Pick<AgentDispatchClient, 'createDispatch' | 'deleteDispatch'>;
   sip?: Pick<SipClient, 'createSipParticipant'>;
   workerId?: string;
@@ -218,6 +219,48 @@ export class TransferController {
     await this.deps.callerRoom.localParticipant
       ?.sendText(JSON.stringify(message), { topic: TOPIC.status, destinationIdentities: [agentA] })
       .catch((err: unknown) => this.deps.log.debug({ err }, 'could not send status to Agent A'));
+  }
+
+  /**
+   * Agent B accepted: wait until they are in the consult room. If the server lists them there but
+   * our connection has not heard of them (see presence.ts), that connection is replaced: a fresh
+   * join lists everyone already in the room, and the briefing needs a connection that sees Agent B.
+   */
+  async #agentBInConsultRoom(briefing: Briefing, consultRoomName: string, identity: string, log: Logger, signal: AbortSignal): Promise<void> {
+    const started = Date.now();
+    const timeoutMessage = `${identity} accepted but did not join the consult room within ${CONSULT_JOIN_TIMEOUT_MS} ms`;
+    const arrival = await waitForArrival(briefing.room, identity, CONSULT_JOIN_TIMEOUT_MS, timeoutMessage, {
+      roomName: consultRoomName,
+      server: serverPresence(this.deps.roomService),
+      seen: briefing.agentBArrived,
+      signal,
+    });
+    if (arrival === 'seen') return;
+    log.warn(
+      { agentB: identity, seen: [...briefing.room.remoteParticipants.keys()] },
+      "the worker's consult-room connection never heard that Agent B joined, though the server lists them in the room; connecting it again",
+    );
+    const left = Math.max(1_000, CONSULT_JOIN_TIMEOUT_MS - (Date.now() - started));
+    await withTimeout(briefing.reconnect(), left, `the worker could not connect to the consult room again within ${left} ms`);
+    await withTimeout(briefing.agentBArrived, left, `${identity} is not in the consult room the worker connected to again`);
+    log.info({ agentB: identity }, 'the new consult-room connection sees Agent B');
+  }
+
+  /**
+   * Agent B is coming into the caller room (moved, or rejoining with our token). The job's own
+   * connection to the caller room cannot be replaced, so when only the server has seen Agent B
+   * arrive, the server's word is taken, and the log says so.
+   */
+  async #agentBInCallerRoom(identity: string, timeoutMs: number, log: Logger): Promise<void> {
+    const room = this.deps.callerRoom;
+    const roomName = room.name!;
+    const arrival = await waitForArrival(room, identity, timeoutMs, `${identity} did not join ${roomName} within ${timeoutMs} ms`, {
+      roomName,
+      server: serverPresence(this.deps.roomService),
+    });
+    if (arrival === 'server') {
+      log.warn({ agentB: identity }, "the caller-room connection never heard that Agent B joined, though the server lists them in the room; going on");
+    }
   }
 
   async #run(transferId: string, req: TransferRequest, firstLeg: Leg | undefined): Promise<TransferResult> {
@@ -540,10 +583,7 @@ export class TransferController {
         await raceAbort(opening, signal);
       }
 
-      await raceAbort(
-        withTimeout(briefing.agentBArrived, CONSULT_JOIN_TIMEOUT_MS, `${leg.identity} accepted but did not join the consult room within ${CONSULT_JOIN_TIMEOUT_MS} ms`),
-        signal,
-      ).catch((err: unknown) => {
+      await raceAbort(this.#agentBInConsultRoom(briefing, consultRoomName, leg.identity, log, signal), signal).catch((err: unknown) => {
         if (err instanceof Cancelled) throw err;
         throw new AttemptFailed('agent_b_left', (err as Error).message);
       });
@@ -592,7 +632,7 @@ export class TransferController {
         log,
         callerRoomToken: (identity) =>
           mintRoomToken({ apiKey, apiSecret, room: callerRoomName, identity, name: leg.name, ttlSeconds: TOKEN_TTL_SECONDS }),
-        waitInCallerRoom: (identity, timeoutMs) => waitForParticipant(d.callerRoom, identity, timeoutMs),
+        waitInCallerRoom: (identity, timeoutMs) => this.#agentBInCallerRoom(identity, timeoutMs, log),
       });
       throwIfAborted(signal);
       if (!joined.ok) return { kind: 'failed', outcome: 'failed', reason: joined.reason };
@@ -686,10 +726,6 @@ export function waitForHandoffAgent(room: Room, transferId: string, timeoutMs: n
 }
 
 /** Resolves when `identity` is in `room` (already or later); rejects after `timeoutMs`. */
-export async function waitForParticipant(room: Room, identity: string, timeoutMs: number): Promise<void> {
-  await waitForRemote(room, (p) => p.identity === identity, timeoutMs, `${identity} did not join ${room.name} within ${timeoutMs} ms`);
-}
-
 /**
  * The identity of the first remote participant of `room` that matches (already there, joining,
  * or changing its attributes to match); rejects with `timeoutMessage` after `timeoutMs`.

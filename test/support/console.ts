@@ -491,6 +491,8 @@ export class ReferenceConsole {
     );
     const read = (topic: string, onText: (text: string, from: string, reader: TextStreamReader) => void) => {
       room.registerTextStreamHandler(topic, (reader: TextStreamReader, info: { identity: string }) => {
+        // In the trace a failure report prints: what reached this console, and where.
+        if (topic !== 'lk.transcription') this.#step(`${this.#roleOf(room)} room: ${topic} stream from ${info.identity}`);
         reader.readAll().then(
           (text) => onText(text, info.identity, reader),
           (err: unknown) => this.errors.push(`reading ${topic} from ${info.identity} failed: ${errorMessage(err)}`),
