@@ -725,7 +725,6 @@ export function waitForHandoffAgent(room: Room, transferId: string, timeoutMs: n
   return waitForRemote(room, isIt, timeoutMs, `no agent took over transfer ${transferId} within ${timeoutMs} ms`);
 }
 
-/** Resolves when `identity` is in `room` (already or later); rejects after `timeoutMs`. */
 /**
  * The identity of the first remote participant of `room` that matches (already there, joining,
  * or changing its attributes to match); rejects with `timeoutMessage` after `timeoutMs`.
