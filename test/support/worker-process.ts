@@ -52,7 +52,14 @@ export function spawnWorker(args: string[], env: Record<string, string>): ChildP
     cwd: repoRoot,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', NODE_NO_WARNINGS: '1', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      NODE_NO_WARNINGS: '1',
+      // For hunting native-side failures: the Rust core's own log (e.g. livekit=debug) in the worker's output.
+      ...(process.env.WT_WORKER_RUST_LOG ? { RUST_LOG: process.env.WT_WORKER_RUST_LOG } : {}),
+      ...env,
+    },
   });
 }
 
