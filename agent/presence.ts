@@ -3,7 +3,7 @@
  *
  * A room connection learns that someone joined from the server's participant updates. Rarely, a
  * connection never hears of a participant that the server lists in the room: in the two-node test
- * about one run in 25 had the worker's consult-room connection miss Agent B for good (the server
+ * 1 run of 28 had the worker's consult-room connection miss Agent B for good (the server
  * had both participants active in the room; the worker's connection saw nobody and could not even
  * leave). Waiting on the connection alone then fails a transfer that is in fact ready. So while we
  * wait, the server is asked too, and a participant it lists that our connection has not seen after

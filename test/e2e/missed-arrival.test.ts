@@ -1,6 +1,6 @@
 /**
  * A worker connection that never hears that Agent B arrived, though the server has them in the
- * room (seen for real in about one two-node run in 25: the consult-room connection missed the
+ * room (seen for real in 1 of 28 two-node runs: the consult-room connection missed the
  * console for good and the transfer failed). The worker reaches the server through a signalling
  * proxy (test/support/signal-proxy.ts) that takes Agent B's arrival out of what one of its
  * connections hears; consoles and the caller use the server directly.
