@@ -35,7 +35,11 @@ export interface ArrivalOptions {
   signal?: AbortSignal;
 }
 
-export const ARRIVAL_GRACE_MS = 2_000;
+/**
+ * Longer than livekit-server's 3 s batch tick (subscriberUpdateInterval), on which a participant
+ * without tracks may be announced: a connection that will hear of them on the tick is not replaced.
+ */
+export const ARRIVAL_GRACE_MS = 3_500;
 export const ARRIVAL_POLL_MS = 1_000;
 
 /** The server's view from a RoomServiceClient: in the room when joined or active. */
