@@ -503,6 +503,9 @@ export class TransferController {
         name: 'Transfer assistant',
         kind: 'agent',
         ttlSeconds: TOKEN_TTL_SECONDS,
+        // The briefing session publishes its state (lk.agent.state: listening, thinking, speaking)
+        // as its own attribute, for the console to show; without this the server refuses each one.
+        canUpdateOwnMetadata: true,
       });
 
       const summaryNow = await settledWithin(refined, 0, initial);

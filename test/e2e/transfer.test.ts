@@ -74,6 +74,12 @@ describe('warm transfer to a console (self-hosted server: auto join falls back t
     const summary = await agentB.summaries.waitFor((s) => s.value.source === 'llm', 20_000, "the model's summary on the console");
     expect(summary.value.summary).toMatchObject({ intent: expect.stringContaining('4471') });
     await agentB.briefingTexts.waitFor((m) => m.text.includes('order 4471'), 20_000, 'the spoken brief');
+    // The briefing agent's state is on its participant for the console to show (the server has it).
+    const briefer = await eventually(
+      async () => (await serverApi(server).rooms.listParticipants(offered.offer.consult.room)).find((p) => p.identity.startsWith('wt-brief-') && p.attributes['lk.agent.state']),
+      { timeoutMs: 10_000, what: "the briefing agent's lk.agent.state attribute on the server" },
+    );
+    expect(['initializing', 'listening', 'thinking', 'speaking']).toContain(briefer.attributes['lk.agent.state']);
 
     await agentB.connect();
     await agentB.inCallerRoom(20_000, transferId);
