@@ -146,7 +146,7 @@ export class Briefing {
     const stale = this.#room;
     this.#room = new Room();
     this.#opening = this.#open();
-    void atMost(stale.disconnect(), STEP_TIMEOUT_MS).catch(() => undefined);
+    stale.disconnect().catch(() => undefined);
     await this.#opening;
   }
 

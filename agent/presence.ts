@@ -10,6 +10,7 @@
  * a grace period counts as arrived, marked as such, so the caller can repair its connection.
  */
 import { type Participant, type Room, RoomEvent } from '@livekit/rtc-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ParticipantInfo_State, type RoomServiceClient } from 'livekit-server-sdk';
 
 /** Asks the server whether `identity` is in `room` now. */
@@ -58,56 +59,64 @@ export function serverPresence(rooms: Pick<RoomServiceClient, 'getParticipant'>)
 }
 
 /**
- * Resolves with how `identity` was found in `room` (already there, joining, or listed by the
- * server and still unseen by our connection after `graceMs`); rejects with `timeoutMessage`.
+ * The identity of the first remote participant of `room` that matches (already there, joining,
+ * or changing its attributes to match); rejects with `timeoutMessage` after `timeoutMs`, or with
+ * the signal's reason when it is aborted.
  */
-export function waitForArrival(room: Room, identity: string, timeoutMs: number, timeoutMessage: string, opts: ArrivalOptions): Promise<Arrival> {
-  if (room.remoteParticipants.has(identity)) return Promise.resolve('seen');
-  const graceMs = opts.graceMs ?? ARRIVAL_GRACE_MS;
-  const pollMs = opts.pollMs ?? ARRIVAL_POLL_MS;
-  return new Promise<Arrival>((resolve, reject) => {
-    let done = false;
-    let listedSince: number | undefined;
-    let asking = false;
-    const finish = (outcome: Arrival | Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(deadline);
-      clearInterval(poll);
-      room.off(RoomEvent.ParticipantConnected, onJoined);
-      opts.signal?.removeEventListener('abort', onAbort);
+export function waitForRemote(room: Room, matches: (p: Participant) => boolean, timeoutMs: number, timeoutMessage: string, signal?: AbortSignal): Promise<string> {
+  const already = [...room.remoteParticipants.values()].find(matches);
+  if (already) return Promise.resolve(already.identity);
+  return new Promise<string>((resolve, reject) => {
+    const finish = (outcome: string | Error) => {
+      clearTimeout(timer);
+      room.off(RoomEvent.ParticipantConnected, check);
+      room.off(RoomEvent.ParticipantAttributesChanged, onAttributes);
+      signal?.removeEventListener('abort', onAbort);
       if (outcome instanceof Error) reject(outcome);
       else resolve(outcome);
     };
-    const onAbort = () => finish(opts.signal!.reason instanceof Error ? opts.signal!.reason : new Error('aborted'));
-    const onJoined = (p: Participant) => {
-      if (p.identity === identity) finish('seen');
+    const check = (p: Participant) => {
+      if (matches(p)) finish(p.identity);
     };
-    const deadline = setTimeout(() => finish(new Error(timeoutMessage)), timeoutMs);
-    const poll = setInterval(() => {
-      if (!opts.server || asking) return;
-      asking = true;
-      opts.server.inRoom(opts.roomName, identity).then(
-        (listed) => {
-          asking = false;
-          if (done) return;
-          if (room.remoteParticipants.has(identity)) return finish('seen');
-          if (!listed) {
-            listedSince = undefined;
-            return;
-          }
-          listedSince ??= Date.now();
-          if (Date.now() - listedSince >= graceMs) finish('server');
-        },
-        () => {
-          asking = false;
-        },
-      );
-    }, pollMs);
-    poll.unref?.();
-    room.on(RoomEvent.ParticipantConnected, onJoined);
-    opts.seen?.then(() => finish('seen'), () => undefined);
-    if (opts.signal?.aborted) onAbort();
-    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const onAttributes = (_changed: Record<string, string>, p: Participant) => check(p);
+    const onAbort = () => finish(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+    const timer = setTimeout(() => finish(new Error(timeoutMessage)), timeoutMs);
+    room.on(RoomEvent.ParticipantConnected, check);
+    room.on(RoomEvent.ParticipantAttributesChanged, onAttributes);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * Resolves with how `identity` was found in `room` (already there, joining, or listed by the
+ * server and still unseen by our connection after `graceMs`); rejects with `timeoutMessage`.
+ */
+export async function waitForArrival(room: Room, identity: string, timeoutMs: number, timeoutMessage: string, opts: ArrivalOptions): Promise<Arrival> {
+  // Stops whichever witnesses are still waiting once one has answered.
+  const stop = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+  const witnesses: Array<Promise<Arrival>> = [waitForRemote(room, (p) => p.identity === identity, timeoutMs, timeoutMessage, signal).then(() => 'seen')];
+  if (opts.seen) witnesses.push(opts.seen.then(() => 'seen', () => new Promise<never>(() => undefined)));
+  if (opts.server) witnesses.push(listedBy(opts.server, opts.roomName, identity, opts.graceMs ?? ARRIVAL_GRACE_MS, opts.pollMs ?? ARRIVAL_POLL_MS, stop.signal));
+  try {
+    return await Promise.race(witnesses);
+  } finally {
+    stop.abort();
+  }
+}
+
+/** Resolves once the server has listed `identity` for `graceMs` running; never while stopped. */
+async function listedBy(server: PresenceCheck, room: string, identity: string, graceMs: number, pollMs: number, stop: AbortSignal): Promise<Arrival> {
+  let listedSince: number | undefined;
+  for (;;) {
+    await sleep(pollMs, undefined, { signal: stop, ref: false }).catch(() => undefined);
+    if (stop.aborted) return new Promise<never>(() => undefined); // the wait is over: no answer
+    if (!(await server.inRoom(room, identity).catch(() => false))) {
+      listedSince = undefined;
+      continue;
+    }
+    listedSince ??= Date.now();
+    if (Date.now() - listedSince >= graceMs) return 'server';
+  }
 }

@@ -33,7 +33,7 @@ import {
 import type { ConsoleInfo, Desk } from './desk.js';
 import type { Hold } from './hold.js';
 import { joinAgentB } from './join.js';
-import { waitForArrival, serverPresence } from './presence.js';
+import { serverPresence, waitForArrival, waitForRemote } from './presence.js';
 import { HEARTBEAT_INTERVAL_MS } from './recovery.js';
 import type { Logger } from './log.js';
 import type { Summarizer } from './summarizer.js';
@@ -726,32 +726,4 @@ function throwIfAborted(signal: AbortSignal): void {
 export function waitForHandoffAgent(room: Room, transferId: string, timeoutMs: number): Promise<string> {
   const isIt = (p: Participant) => p.kind === ParticipantKind.AGENT && p.attributes[ATTR.handoff] === transferId;
   return waitForRemote(room, isIt, timeoutMs, `no agent took over transfer ${transferId} within ${timeoutMs} ms`);
-}
-
-/**
- * The identity of the first remote participant of `room` that matches (already there, joining,
- * or changing its attributes to match); rejects with `timeoutMessage` after `timeoutMs`.
- */
-function waitForRemote(room: Room, matches: (p: Participant) => boolean, timeoutMs: number, timeoutMessage: string): Promise<string> {
-  const already = [...room.remoteParticipants.values()].find(matches);
-  if (already) return Promise.resolve(already.identity);
-  return new Promise<string>((resolve, reject) => {
-    const check = (p: Participant) => {
-      if (!matches(p)) return;
-      cleanup();
-      resolve(p.identity);
-    };
-    const onAttributes = (_changed: Record<string, string>, p: Participant) => check(p);
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(timeoutMessage));
-    }, timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      room.off(RoomEvent.ParticipantConnected, check);
-      room.off(RoomEvent.ParticipantAttributesChanged, onAttributes);
-    };
-    room.on(RoomEvent.ParticipantConnected, check);
-    room.on(RoomEvent.ParticipantAttributesChanged, onAttributes);
-  });
 }

@@ -14,6 +14,7 @@ import { type IncomingMessage, type Server, createServer, request as httpRequest
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
+import { decodeBearer } from './twirp-recorder.js';
 import { Inbox } from './wait.js';
 
 /** Who a signalling connection is, from its access token. */
@@ -44,15 +45,11 @@ export interface SignalProxy {
   close(): Promise<void>;
 }
 
-function claimsOf(token: string | null): ConnectionInfo | undefined {
-  if (!token) return undefined;
-  try {
-    const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: string; video?: { room?: string } };
-    if (!payload.sub || !payload.video?.room) return undefined;
-    return { identity: payload.sub, room: payload.video.room };
-  } catch {
-    return undefined;
-  }
+/** Who a connection is, from its token (the query's access_token, or a bearer header). */
+function connectionOf(token: string | null | undefined): ConnectionInfo | undefined {
+  const claims = decodeBearer(token ? `Bearer ${token}` : undefined)?.claims;
+  const room = claims?.video?.room;
+  return claims?.sub && typeof room === 'string' ? { identity: claims.sub, room } : undefined;
 }
 
 /** The server's message with `muted` taken out, or undefined to drop it whole; the same bytes when untouched. */
@@ -108,7 +105,7 @@ export async function startSignalProxy(upstream: { url: string; httpUrl: string 
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = req.url ?? '/';
-    const conn = claimsOf(new URL(path, 'http://proxy').searchParams.get('access_token') ?? req.headers.authorization?.replace(/^Bearer /, '') ?? null);
+    const conn = connectionOf(new URL(path, 'http://proxy').searchParams.get('access_token') ?? req.headers.authorization?.replace(/^Bearer /i, ''));
     if (conn) connections.push(conn);
     const mute = conn ? rule(conn) : undefined;
     const target = new WebSocket(`${upstream.url.replace(/\/$/, '')}${path}`, { headers: req.headers.authorization ? { authorization: req.headers.authorization } : {} });

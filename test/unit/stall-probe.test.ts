@@ -1,32 +1,22 @@
 import { describe, expect, it } from 'vitest';
-import { type CpuClock, StallProbe } from '../../agent/stall-probe.js';
-
-/** Block the loop by spinning on the CPU for `ms` of wall time, from a timer callback. */
-function spinSoon(ms: number): Promise<void> {
-  return new Promise((resolve) =>
-    setTimeout(() => {
-      const until = performance.now() + ms;
-      while (performance.now() < until) {
-        // spin: this is the stall the probe must see
-      }
-      resolve();
-    }, 5),
-  );
-}
+import { type CpuClock, StallProbe, threadCpuClock } from '../../agent/stall-probe.js';
 
 /**
- * Block the loop by spinning until the process has used `ms` of CPU time. On a loaded machine a
- * wall-clock spin may get little CPU (the rest is run-queue time), so a test of the on-CPU split
- * spins by CPU time: the stall is then at least `ms` long, and at least about `ms` on a CPU.
+ * Block the loop by spinning for `ms`, from a timer callback: `ms` of wall time, or `ms` on a CPU
+ * by this thread's own clock (schedstat; other test files run on other threads of this process).
+ * On a loaded machine a wall-clock spin may get little CPU (the rest is run-queue time), so a test
+ * of the on-CPU split spins by CPU time: the stall is then at least `ms` long, and about `ms` on a CPU.
  */
-function spinCpuSoon(ms: number): Promise<void> {
+function spinSoon(ms: number, by: 'wall' | 'cpu' = 'wall'): Promise<void> {
   return new Promise((resolve) =>
     setTimeout(() => {
-      const start = process.cpuUsage();
-      for (;;) {
-        const used = process.cpuUsage(start);
-        if ((used.user + used.system) / 1000 >= ms) break;
+      const clock = by === 'cpu' ? threadCpuClock() : undefined;
+      const spent = clock ? () => clock.read()[0] : () => performance.now();
+      const until = spent() + ms;
+      while (spent() < until) {
+        // spin: this is the stall the probe must see
       }
+      clock?.close();
       resolve();
     }, 5),
   );
@@ -51,7 +41,7 @@ describe('stall probe', () => {
       const probe = new StallProbe({ cpu });
       probe.start();
       await idle(30);
-      await spinCpuSoon(40);
+      await spinSoon(40, 'cpu');
       await idle(10);
       const stats = probe.stop();
       expect(stats.maxStallMs).toBeGreaterThanOrEqual(35);
@@ -89,7 +79,7 @@ describe('stall probe', () => {
     probe.start();
     // Outside any window, and far longer than the one inside: a loaded machine stretches a 25 ms
     // spin (run-queue time), but not past this one.
-    await spinCpuSoon(150);
+    await spinSoon(150, 'cpu');
     await idle(10); // a probe tick ends that stall before the window opens (a stall open at its start counts in it)
     const endHold = probe.window('onHold');
     await idle(10);
